@@ -1,0 +1,53 @@
+# mlctl: two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all install demo test test-fast test-integration lint generate sandbox sandbox-down bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Builds (once, cached under ~/.cache/mlctl) and starts the sandbox, then runs the main job end to end.
+demo: install
+	PATH=$(CURDIR)/$(BIN):$$PATH sh examples/demo.sh
+
+## Everything: lint, unit and command tests, then integration tests against the sandbox.
+test: install
+	$(BIN)/ruff check mlctl tests bench
+	$(BIN)/python -m mlctl.docgen --check
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check mlctl tests bench
+
+## Rewrites completions/ and man/ from the command tree.
+generate: install
+	$(BIN)/python -m mlctl.docgen
+
+sandbox: install
+	$(BIN)/mlctl sandbox up
+
+sandbox-down: install
+	$(BIN)/mlctl sandbox down
+
+bench: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/startup.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""One folder per noun, one module per verb; each verb parses into Options and calls run()."""

@@ -1,0 +1,10 @@
+"""mlctl sandbox: the platform's real servers built from upstream and run on this machine."""
+
+from mlctl.cli import lazy_group
+
+group = lazy_group("sandbox", {
+    "up": ("mlctl.commands.sandbox.up:command", "Build (once) and start the sandbox; idempotent."),
+    "down": ("mlctl.commands.sandbox.down:command", "Stop every process the sandbox started."),
+    "status": ("mlctl.commands.sandbox.status:command", "Show the sandbox's processes, ports and health."),
+    "env": ("mlctl.commands.sandbox.env:command", "Print shell exports for using the sandbox (eval it)."),
+}, help="Run the whole platform locally, from real upstream servers.")

@@ -1,0 +1,41 @@
+"""The Factory: lazily built, cached access to streams, configuration, the platform and clients.
+
+Commands get everything through it, so nothing heavy is imported or connected before it is needed,
+and tests can hand a command a Factory with test streams and a chosen environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from mlctl.config import Config, Platform
+from mlctl.io import IO
+
+
+class Factory:
+    def __init__(self, io: IO | None = None, env: dict[str, str] | None = None):
+        self.io = io or IO.system()
+        self.env = dict(os.environ) if env is None else env
+        self.flags: dict = {}
+
+    @cached_property
+    def config(self) -> Config:
+        return Config(flags=self.flags, env=self.env)
+
+    @cached_property
+    def platform(self) -> Platform:
+        return self.config.platform()
+
+    def cluster_name(self, explicit: str | None = None) -> str:
+        """The cluster a command acts on: explicit argument > --cluster > MLCTL_CLUSTER > file > home."""
+        name = explicit or self.config.get("cluster")
+        return self.platform.cluster(name)["name"]
+
+    @property
+    def output(self) -> str:
+        return self.config.get("output")
+
+    @property
+    def yes(self) -> bool:
+        return self.config.get("yes")

@@ -1,0 +1,107 @@
+"""Entry point: runs the root command and turns every outcome into a DESIGN.md exit code.
+
+This is the only place that decides exit codes and the only sys.exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+from mlctl import errors
+from mlctl.io import IO
+from mlctl.redact import RedactingFilter, redact
+
+
+def _setup_logging(io: IO, debug: bool, verbose: int) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(io.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s" if debug else "%(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_mlctl", False):
+            root.removeHandler(old)
+    handler._mlctl = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    if not debug:
+        # Library chatter (urllib3 retries, kubernetes client) is not for users unless they ask.
+        for noisy in ("urllib3", "kubernetes", "botocore", "boto3", "keycloak"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _print_error(io: IO, message: str, hint: str | None = None) -> None:
+    io.err(f"error: {redact(message)}")
+    if hint:
+        io.err(f"hint: {redact(hint)}")
+
+
+def run(args: list[str], io: IO | None = None, env: dict[str, str] | None = None) -> int:
+    """Run mlctl with args; return the exit code. Tests call this with IO.test()."""
+    import click
+
+    from mlctl.cli import cli
+    from mlctl.factory import Factory
+
+    io = io or IO.system()
+    factory = Factory(io, env)
+    environ = factory.env
+    debug = "--debug" in args or environ.get("MLCTL_DEBUG", "").lower() in ("1", "true", "yes")
+    verbose = sum(a.count("v") for a in args if a.startswith("-v") and set(a[1:]) == {"v"}) + (
+        1 if "--verbose" in args else 0)
+    _setup_logging(io, debug, verbose)
+
+    redirect = (contextlib.redirect_stdout(io.stdout), contextlib.redirect_stderr(io.stderr))
+    try:
+        with redirect[0], redirect[1]:
+            cli.main(args=args, prog_name="mlctl", standalone_mode=False, obj=factory)
+        return errors.OK
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:
+        io.err(e.ctx.get_help() if e.ctx else str(e))
+        return errors.USAGE
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx else "mlctl"
+        _print_error(io, e.format_message(), f"run '{cmd} --help' for usage")
+        return errors.USAGE
+    except click.ClickException as e:
+        _print_error(io, e.format_message())
+        return errors.USAGE if e.exit_code == 2 else errors.UNEXPECTED
+    except (KeyboardInterrupt, click.Abort):
+        io.err("interrupted")
+        return errors.INTERRUPTED
+    except errors.MlctlError as e:
+        if debug:
+            _print_traceback(io)
+        _print_error(io, e.message, e.hint)
+        return e.exit_code
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, as other tools do.
+        with contextlib.suppress(Exception):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return errors.OK
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback without --debug
+        if debug:
+            _print_traceback(io)
+        _print_error(io, f"unexpected {type(e).__name__}: {e}".splitlines()[0],
+                     "re-run with --debug for details, and report it if it persists")
+        return errors.UNEXPECTED
+
+
+def _print_traceback(io: IO) -> None:
+    import traceback
+
+    io.err(redact(traceback.format_exc()).rstrip())
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

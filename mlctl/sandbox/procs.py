@@ -1,0 +1,162 @@
+"""Start, find and stop the sandbox's processes; every pid and port is recorded in state.json.
+
+`down` stops exactly what `up` started: a recorded pid is signalled only while /proc says it still runs
+the recorded executable, so a recycled pid is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SandboxError(Exception):
+    """A sandbox component could not be built, started or reached."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def running(pid: int, argv0: str) -> bool:
+    """True while pid is alive and still runs argv0 (not a zombie, not a recycled pid)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if status.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    cmd = _cmdline(pid)
+    return bool(cmd) and cmd[0] == argv0
+
+
+@dataclass
+class State:
+    """The sandbox's state directory and its state.json."""
+
+    root: Path
+    data: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> State:
+        path = root / "state.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.setdefault("processes", {})
+        data.setdefault("ports", {})
+        return cls(root, data)
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "state.json.tmp"
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+        tmp.replace(self.root / "state.json")
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def port(self, name: str) -> int:
+        """The port recorded for name, choosing a free one the first time."""
+        ports = self.data["ports"]
+        if name not in ports:
+            taken = set(ports.values())
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            ports[name] = port
+            self.save()
+        return ports[name]
+
+    def is_running(self, name: str) -> bool:
+        proc = self.data["processes"].get(name)
+        return bool(proc) and running(proc["pid"], proc["argv"][0])
+
+    def start(self, name: str, argv: list[str], *, env: dict | None = None, cwd: Path | None = None) -> int:
+        """Start argv as a detached process named name unless it already runs; return its pid."""
+        if self.is_running(name):
+            return self.data["processes"][name]["pid"]
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+            )
+        self.data["processes"][name] = {"pid": proc.pid, "argv": argv, "log": str(log), "started": time.time()}
+        self.save()
+        return proc.pid
+
+    def stop(self, name: str, timeout: float = 15.0) -> bool:
+        """Stop the process named name (TERM, then KILL); True if it was running."""
+        proc = self.data["processes"].get(name)
+        if not proc:
+            return False
+        pid, argv0 = proc["pid"], proc["argv"][0]
+        was_running = running(pid, argv0)
+        if was_running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while running(pid, argv0) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.1)
+            if running(pid, argv0):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                while running(pid, argv0):
+                    _reap(pid)
+                    time.sleep(0.05)
+        _reap(pid)
+        del self.data["processes"][name]
+        self.save()
+        return was_running
+
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _reap(pid: int) -> None:
+    """Collect pid if it is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, state: State | None = None,
+               name: str | None = None) -> None:
+    """Poll check until it is true; on timeout raise SandboxError naming what and the log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if state and name and not state.is_running(name):
+            raise SandboxError(f"{name} exited while waiting for {what}: {state.log_tail(name, 3)}")
+        time.sleep(0.2)
+    tail = f": {state.log_tail(name, 3)}" if state and name else ""
+    raise SandboxError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")

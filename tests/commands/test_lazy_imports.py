@@ -1,0 +1,44 @@
+"""Start-up stays fast: the root and --help import no heavy library (checked by import, not by timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("kubernetes", "keycloak", "boto3", "botocore", "gssapi", "requests", "rich.table", "urllib3")
+
+PROBE = """
+import sys
+from mlctl.main import run
+from mlctl.io import IO
+io = IO.test()
+code = run({args!r}, io=io)
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in {roots!r} or m == 'rich.table')
+print(code, ','.join(heavy))
+"""
+
+
+def _imported(args: list[str]) -> tuple[int, list[str]]:
+    roots = tuple(h.split(".")[0] for h in HEAVY if "." not in h)
+    out = subprocess.run([sys.executable, "-c", PROBE.format(args=args, roots=roots)],
+                         capture_output=True, text=True, check=True, timeout=60)
+    code, _, mods = out.stdout.strip().partition(" ")
+    return int(code), [m for m in mods.split(",") if m]
+
+
+def test_help_imports_nothing_heavy():
+    code, mods = _imported(["--help"])
+    assert code == 0 and mods == []
+
+
+def test_version_and_noun_help_import_nothing_heavy():
+    for args in (["--version"], ["clusters", "--help"], ["sandbox", "--help"], ["version"]):
+        code, mods = _imported(args)
+        assert code == 0 and mods == [], (args, mods)
+
+
+def test_the_probe_can_see_heavy_imports():
+    """Guard against a probe that cannot fail: importing kubernetes must show up."""
+    out = subprocess.run([sys.executable, "-c", "import sys, kubernetes; print('kubernetes' in sys.modules)"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "True"
