@@ -16,8 +16,15 @@ from mlctl.config import OUTPUT_FORMATS
 # (a test checks it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "clusters": ("mlctl.commands.clusters:group", "List the platform's clusters and their node pools."),
+    "login": ("mlctl.commands.auth.login:command",
+              "Log in to the platform (Kerberos, device flow, password or client credentials)."),
+    "logout": ("mlctl.commands.auth.logout:command", "Log out: revoke the session at Keycloak and remove cached tokens."),
+    "token": ("mlctl.commands.auth.token:command",
+              "Print a token for --cluster as a kubectl ExecCredential (used by mlctl-<cluster> contexts)."),
+    "whoami": ("mlctl.commands.auth.whoami:command", "Show who you are logged in as, your groups and when tokens expire."),
     "completion": ("mlctl.commands.completion:command", "Print the shell completion script for bash, zsh or fish."),
     "sandbox": ("mlctl.commands.sandbox:group", "Run the whole platform locally, from real upstream servers."),
+    "train": ("mlctl.commands.train:group", "Submit distributed training jobs from a short spec and follow them."),
     "version": ("mlctl.commands.version:command", "Print mlctl's version."),
 }
 

@@ -155,3 +155,15 @@ def test_confirm_refuses_without_tty_and_yes(home):
     tty = IO.test("y\n", tty=True)
     tty.confirm("delete job x?", yes=False)
     assert "[y/N]" in tty.stderr.getvalue()
+
+
+def test_lazy_table_summaries_match_the_commands():
+    """The root's --help reads summaries from the table; they must say what the command's help says."""
+    import click
+
+    from mlctl.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name, (_, summary) in COMMANDS.items():
+        cmd = cli.get_command(ctx, name)
+        assert cmd.get_short_help_str(500) == summary, name

@@ -1,0 +1,1 @@
+"""mlctl login / logout / whoami / token: top-level verbs of the SSO session."""

@@ -1,0 +1,175 @@
+"""mlctl login: one SSO login that gives credentials for every cluster the user may use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from mlctl.cli import mlctl_command
+
+
+@dataclass
+class Options:
+    method: str | None  # kerberos | device | password | client-credentials | None (auto)
+    username: str | None
+    client_id: str | None
+    kubeconfig: Path | None
+    write_kubeconfig: bool
+
+
+def adopt_platform(f) -> None:
+    """`--platform URL|FILE`: fetch the document, store it as a profile named after it, make it current."""
+    value = f.flags.get("platform")
+    if not value or not (value.startswith(("https://", "http://")) or os.path.sep in value
+                         or value.endswith((".yaml", ".yml")) or Path(value).is_file()):
+        return
+    import yaml
+
+    from mlctl.config import Platform
+    from mlctl.errors import NotFound, Unavailable, UsageError
+
+    if value.startswith(("https://", "http://")):
+        import requests
+
+        try:
+            resp = requests.get(value, timeout=20)
+        except requests.RequestException as e:
+            raise Unavailable(f"cannot fetch the platform document from {value}") from e
+        if resp.status_code == 404:
+            raise NotFound(f"no platform document at {value}")
+        if resp.status_code != 200:
+            raise Unavailable(f"fetching {value} returned HTTP {resp.status_code}")
+        text = resp.text
+    else:
+        try:
+            text = Path(value).read_text()
+        except OSError as e:
+            raise NotFound(f"cannot read platform document {value}: {e.strerror}") from e
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UsageError(f"{value}: platform document is not valid YAML") from e
+    platform = Platform.parse(doc, Path(value) if not value.startswith("http") else None)
+    target = f.config.platform_path(platform.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(doc, sort_keys=False))
+    f.config.file["platform"] = platform.name
+    f.config.save()
+    f.flags["platform"] = platform.name
+    f.__dict__.pop("platform", None)
+    f.io.note(f"platform {platform.name!r} stored and selected")
+
+
+def _has_kerberos_ticket() -> bool:
+    try:
+        import gssapi
+
+        return gssapi.Credentials(usage="initiate").lifetime > 0
+    except Exception:  # noqa: BLE001 - any failure means: no usable ticket
+        return False
+
+
+def _read_secret(f, prompt: str) -> str:
+    if f.io.stdin_tty:
+        import getpass
+
+        value = getpass.getpass(prompt, stream=f.io.stderr)
+    else:
+        value = f.io.stdin.readline().rstrip("\n")
+    if not value:
+        from mlctl.errors import UsageError
+
+        raise UsageError(f"no {prompt.strip(': ').lower()} given", hint="type it at the prompt or pipe it on stdin")
+    return value
+
+
+def run(f, opts: Options) -> None:
+    from mlctl.auth import session as sess
+    from mlctl.auth.kubeconfig import default_path, write_contexts
+    from mlctl.errors import AuthError, Forbidden, MlctlError, UsageError
+
+    adopt_platform(f)
+    platform = f.platform
+    sso = sess.sso_for(f)
+    cache = sess.cache_for(f)
+    method = opts.method or ("kerberos" if _has_kerberos_ticket() else "device")
+
+    if method == "kerberos":
+        tokens = sso.kerberos()
+    elif method == "device":
+        device = sso.device_start()
+        url = device.get("verification_uri_complete") or device.get("verification_uri")
+        f.io.err(f"Open {url} and confirm the code {device.get('user_code')} (expires in "
+                 f"{int(device.get('expires_in', 600)) // 60} min). Waiting...")
+        tokens = sso.device_poll(device)
+    elif method == "password":
+        username = opts.username or (os.environ.get("USER") if not f.io.stdin_tty else None)
+        if not username:
+            if not f.io.can_prompt:
+                raise UsageError("--username is required for a password login without a terminal")
+            f.io.stderr.write("Username: ")
+            f.io.stderr.flush()
+            username = f.io.stdin.readline().strip()
+        tokens = sso.password(username, _read_secret(f, "Password: "))
+    elif method == "client-credentials":
+        if not opts.client_id:
+            raise UsageError("--client-id is required with --client-credentials")
+        secret = f.env.get("MLCTL_CLIENT_SECRET") or _read_secret(f, "Client secret: ")
+        tokens = sso.client_credentials(opts.client_id, secret)
+    else:  # pragma: no cover - click restricts the choice
+        raise UsageError(f"unknown login method {method}")
+
+    session = sess.session_from_tokens(tokens, method)
+    if method == "client-credentials":
+        # cron has no refresh token: keep what re-grants it, in the 0600 cache only
+        session["client_id"], session["client_secret"] = opts.client_id, secret
+    cache.clear()
+    cache.save_session(session)
+
+    allowed, refused = [], []
+    for cluster in platform.clusters:
+        try:
+            sess.cluster_token(f, cluster, cache)
+            allowed.append(cluster)
+        except (Forbidden, AuthError) as e:
+            refused.append((cluster["name"], e.message))
+        except MlctlError:
+            raise
+    groups = ", ".join(session["groups"]) or "none"
+    f.io.note(f"Logged in to {platform.name} as {session['user']} ({method}; groups: {groups})")
+    for name, why in refused:
+        f.io.note(f"  cluster {name}: no access ({why})")
+    if opts.write_kubeconfig and allowed:
+        from mlctl.tenancy import user_namespace
+
+        path = opts.kubeconfig or default_path()
+        names = write_contexts(path, platform.name, allowed, user_namespace(session["user"]))
+        f.io.note(f"kubeconfig {path}: contexts {', '.join(names)}")
+
+
+@mlctl_command("login")
+@click.option("--kerberos", "method", flag_value="kerberos", help="Use your Kerberos ticket (default when you have one).")
+@click.option("--device", "method", flag_value="device", help="Device authorization: open a URL, confirm a code.")
+@click.option("--password", "method", flag_value="password",
+              help="User name and password; the password is read from the terminal or stdin, never from argv.")
+@click.option("--client-credentials", "method", flag_value="client-credentials",
+              help="A service client (cron); the secret comes from MLCTL_CLIENT_SECRET or stdin.")
+@click.option("--username", "-u", help="User name for --password.")
+@click.option("--client-id", help="Client id for --client-credentials.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path),
+              help="kubeconfig to add mlctl-<cluster> contexts to (default: $KUBECONFIG or ~/.kube/config).")
+@click.option("--no-kubeconfig", is_flag=True, help="Do not write kubeconfig contexts.")
+@click.pass_obj
+def command(f, method, username, client_id, kubeconfig, no_kubeconfig):
+    """Log in to the platform (Kerberos, device flow, password or client credentials).
+
+    \b
+    mlctl login --platform https://ml.example.org/platform.yaml
+    mlctl login --device
+    echo "$PASSWORD" | mlctl login --password -u alice
+    """
+    run(f, Options(method=method, username=username, client_id=client_id, kubeconfig=kubeconfig,
+                   write_kubeconfig=not no_kubeconfig))

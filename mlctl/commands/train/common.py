@@ -1,0 +1,57 @@
+"""What the train verbs share: reading a spec, finding the user's namespace on a cluster."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Target:
+    cluster: dict
+    namespace: str
+    user: str
+
+
+def read_spec_text(path: str) -> tuple[str, str]:
+    from mlctl.errors import NotFound, UsageError
+
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    p = Path(path)
+    try:
+        return p.read_text(), p.name
+    except FileNotFoundError as e:
+        raise NotFound(f"spec file {path} does not exist") from e
+    except IsADirectoryError as e:
+        raise UsageError(f"{path} is a directory, not a spec file") from e
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not a text file") from e
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from e
+
+
+def current_user(f) -> str:
+    from mlctl.auth.session import cache_for
+    from mlctl.errors import AuthError
+
+    session = cache_for(f).session()
+    if not session or not session.get("user"):
+        raise AuthError("not logged in", hint="run 'mlctl login'")
+    return session["user"]
+
+
+def target(f, cluster: str | None = None, user: str | None = None) -> Target:
+    from mlctl.tenancy import user_namespace
+
+    entry = f.platform.cluster(cluster or f.config.get("cluster"))
+    user = user or current_user(f)
+    return Target(entry, f.config.get("namespace") or user_namespace(user), user)
+
+
+def jobs_for(f, t: Target):
+    from mlctl.kube.client import api_client
+    from mlctl.kube.jobs import Jobs
+
+    return Jobs(api_client(f, t.cluster["name"]), t.namespace, t.cluster["name"])

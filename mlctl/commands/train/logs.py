@@ -1,0 +1,51 @@
+"""mlctl train logs NAME [-f] [--replica TYPE-INDEX]: a replica's logs (the lead replica by default)."""
+
+from __future__ import annotations
+
+import click
+
+from mlctl.cli import mlctl_command
+
+
+def run(f, name: str, follow: bool, replica: str | None) -> None:
+    from mlctl.commands.train.common import jobs_for, target
+    from mlctl.commands.train.follow import lead_pod
+    from mlctl.errors import NotFound, UsageError
+    from mlctl.kube.jobs import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
+
+    t = target(f)
+    jobs = jobs_for(f, t)
+    job = jobs.get(name)
+    if replica:
+        rtype, _, index = replica.lower().rpartition("-")
+        if not rtype or not index.isdigit():
+            rtype, index = replica.lower(), "0"
+        pods = [p for p in jobs.pods(name)
+                if (p.metadata.labels or {}).get(REPLICA_TYPE_LABEL, "").lower() == rtype
+                and (p.metadata.labels or {}).get(REPLICA_INDEX_LABEL) == index]
+        if not pods:
+            raise NotFound(f"job {name} has no replica {replica}", hint="replicas look like chief-0, worker-3")
+        pod = pods[0].metadata.name
+    else:
+        pod = lead_pod(jobs, job)
+    if not pod:
+        raise NotFound(f"job {name} has no pods yet", hint=f"see 'mlctl train events {name}'")
+    if replica == "":
+        raise UsageError("--replica needs a value like worker-1")
+    try:
+        for line in jobs.stream_logs(pod, follow=follow):
+            f.io.stdout.write(line)
+            f.io.stdout.flush()
+    except KeyboardInterrupt:
+        f.io.note("stopped following logs; the job keeps running")
+        raise
+
+
+@mlctl_command("logs")
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming new lines.")
+@click.option("--replica", metavar="TYPE-INDEX", help="Which replica, e.g. worker-1 (default: chief/master).")
+@click.pass_obj
+def command(f, name, follow, replica):
+    """Print (or follow) the logs of a job's replica."""
+    run(f, name, follow, replica)

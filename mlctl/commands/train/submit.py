@@ -1,0 +1,104 @@
+"""mlctl train SPEC: check, render and submit a job spec; optionally wait for it or follow it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import click
+
+from mlctl.cli import mlctl_command
+
+
+@dataclass
+class Options:
+    spec: str
+    sets: list[str] = field(default_factory=list)
+    check: bool = False
+    dry_run: str = "none"
+    wait: bool = False
+    follow: bool = False
+    timeout: float | None = None
+    output: str = "table"
+
+
+def quotas(f, jobs) -> list[dict]:
+    """The namespace's ResourceQuotas as {name, hard, used}; none readable means no quota check."""
+    from mlctl.errors import Forbidden
+    from mlctl.kube.errors import kube_errors
+
+    try:
+        with kube_errors("reading the namespace quota", jobs.cluster):
+            items = jobs.core.list_namespaced_resource_quota(jobs.namespace).items
+    except Forbidden:
+        return []
+    return [{"name": q.metadata.name, "hard": dict((q.status and q.status.hard) or q.spec.hard or {}),
+             "used": dict((q.status and q.status.used) or {})} for q in items]
+
+
+def run(f, opts: Options) -> None:
+    from mlctl.commands.train.common import jobs_for, read_spec_text, target
+    from mlctl.jobs.check import check_fit
+    from mlctl.jobs.render import render
+    from mlctl.jobs.spec import load_spec
+    from mlctl.output import to_yaml
+
+    text, filename = read_spec_text(opts.spec)
+    cluster = f.platform.cluster(f.config.get("cluster"))
+    spec = load_spec(text, filename, opts.sets, cluster=cluster["name"])
+    # Capacity first: it needs no server, so an impossible request fails before any login or request.
+    for warning in check_fit(spec, cluster):
+        f.io.warn(warning)
+    if opts.dry_run == "client":
+        t = target(f, cluster["name"], user=_user_or_placeholder(f))
+        for obj in render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3")):
+            f.io.stdout.write("---\n" + to_yaml(obj))
+        return
+    t = target(f, cluster["name"])
+    jobs = jobs_for(f, t)
+    for quota in quotas(f, jobs):
+        check_fit(spec, cluster, quota)
+    if opts.check:
+        f.io.note(f"{spec.name} fits cluster {cluster['name']} and the quota of namespace {t.namespace}")
+        return
+    objects = render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"))
+    job = None
+    for obj in objects:
+        created = jobs.create(obj, dry_run=opts.dry_run == "server")
+        suffix = " (server dry run)" if opts.dry_run == "server" else ""
+        f.io.note(f"{obj['kind'].lower()}/{obj['metadata']['name']} created on {cluster['name']} "
+                  f"in {t.namespace}{suffix}")
+        if opts.output == "name":
+            f.io.out(f"{obj['kind'].lower()}/{obj['metadata']['name']}")
+        job = created
+    if opts.dry_run != "server" and job is not None and (opts.follow or opts.wait):
+        from mlctl.commands.train.follow import follow
+
+        follow(f, jobs, job, logs=opts.follow, timeout=opts.timeout)
+
+
+def _user_or_placeholder(f) -> str:
+    from mlctl.auth.session import cache_for
+
+    session = cache_for(f).session() if f.config.platform_name() else None
+    return (session or {}).get("user") or "user"
+
+
+@mlctl_command("submit")
+@click.argument("spec")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec field (repeatable).")
+@click.option("--check", is_flag=True, help="Only check that the job fits the pool and your quota.")
+@click.option("--dry-run", type=click.Choice(["none", "client", "server"]), default="none", show_default=True,
+              help="client: print the objects; server: let the API server validate them without saving.")
+@click.option("--wait", is_flag=True, help="Wait until the job succeeds or fails.")
+@click.option("--follow", "-f", is_flag=True, help="Show live status, then stream the lead replica's logs.")
+@click.option("--timeout", type=float, help="Give up waiting after this many seconds (exit 7).")
+@click.pass_obj
+def command(f, spec, sets, check, dry_run, wait, follow, timeout):
+    """Submit a job spec (same as 'mlctl train SPEC').
+
+    \b
+    mlctl train 3dgan.yaml --cluster gcp --follow
+    mlctl train 3dgan.yaml --set workers=2 --set resources.gpus=1 --check
+    """
+    run(f, Options(spec=spec, sets=list(sets), check=check, dry_run=dry_run, wait=wait, follow=follow,
+                   timeout=timeout, output=f.output))

@@ -1,0 +1,1 @@
+"""The only importer of the kubernetes client: one ApiClient per cluster, object helpers, error translation."""

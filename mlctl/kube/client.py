@@ -1,0 +1,52 @@
+"""ApiClients per cluster, authenticated with the token exchanged for that cluster's audience."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from mlctl.config import cache_dir
+
+
+def _ca_file(platform_name: str, cluster: dict) -> str | None:
+    data = cluster.get("certificateAuthorityData")
+    if not data:
+        return None
+    pem = base64.b64decode(data)
+    path = cache_dir() / "ca" / f"{platform_name}-{cluster['name']}.crt"
+    if not path.exists() or path.read_bytes() != pem:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pem)
+    return str(path)
+
+
+def api_client(f, cluster_name: str | None = None):
+    """An ApiClient for the cluster, as the logged-in user; its token refreshes through the cache."""
+    from kubernetes import client
+
+    from mlctl.auth.session import cache_for, cluster_token
+
+    cluster = f.platform.cluster(cluster_name or f.config.get("cluster"))
+    cache = cache_for(f)
+    config = client.Configuration()
+    config.host = cluster["server"]
+    ca = _ca_file(f.platform.name, cluster)
+    if ca:
+        config.ssl_ca_cert = ca
+    config.verify_ssl = True
+
+    def refresh(cfg):
+        token, _ = cluster_token(f, cluster, cache)
+        cfg.api_key["authorization"] = token
+
+    config.api_key_prefix["authorization"] = "Bearer"
+    refresh(config)
+    config.refresh_api_key_hook = refresh
+    return client.ApiClient(config)
+
+
+def admin_client(kubeconfig: Path, context: str):
+    """An ApiClient from a kubeconfig context (the sandbox's admin, tests); no global config is touched."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(kubeconfig), context=context)

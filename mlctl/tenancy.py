@@ -1,0 +1,14 @@
+"""Naming of tenants: each user's namespace and the labels that say whose it is (pure functions)."""
+
+from __future__ import annotations
+
+import re
+
+NAMESPACE_PREFIX = "u-"
+OWNER_LABEL = "mlctl.io/owner"
+
+
+def user_namespace(user: str) -> str:
+    """u-<user>, lower-cased and reduced to a DNS-1123 label (kubectl, RBAC and quotas need one)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-") or "user"
+    return (NAMESPACE_PREFIX + name)[:63].rstrip("-")
