@@ -15,6 +15,7 @@ from mlctl.config import OUTPUT_FORMATS
 # name -> ("module:attribute", one-line summary). Keep summaries in sync with each command's docstring
 # (a test checks it).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "admin": ("mlctl.commands.admin:group", "Platform administration: tenancy sync from Keycloak, install, quota requests."),
     "clusters": ("mlctl.commands.clusters:group", "List the platform's clusters and their node pools."),
     "login": ("mlctl.commands.auth.login:command",
               "Log in to the platform (Kerberos, device flow, password or client credentials)."),
@@ -23,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Print a token for --cluster as a kubectl ExecCredential (used by mlctl-<cluster> contexts)."),
     "whoami": ("mlctl.commands.auth.whoami:command", "Show who you are logged in as, your groups and when tokens expire."),
     "completion": ("mlctl.commands.completion:command", "Print the shell completion script for bash, zsh or fish."),
+    "quota": ("mlctl.commands.quota:group", "Your quota: usage, where it comes from, and requests for more."),
     "sandbox": ("mlctl.commands.sandbox:group", "Run the whole platform locally, from real upstream servers."),
     "train": ("mlctl.commands.train:group", "Submit distributed training jobs from a short spec and follow them."),
     "version": ("mlctl.commands.version:command", "Print mlctl's version."),

@@ -27,10 +27,9 @@ def _setup_logging(io: IO, debug: bool, verbose: int) -> None:
     handler._mlctl = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    if not debug:
-        # Library chatter (urllib3 retries, kubernetes client) is not for users unless they ask.
-        for noisy in ("urllib3", "kubernetes", "botocore", "boto3", "keycloak"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Library chatter (urllib3 retries, kubernetes client) is not for users unless they ask.
+    for noisy in ("urllib3", "kubernetes", "botocore", "boto3", "keycloak"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
 def _print_error(io: IO, message: str, hint: str | None = None) -> None:

@@ -51,15 +51,19 @@ clusters:
   provider: on-prem
   gpuHourCost: 0
   pools:
-    gpu: {gpusPerNode: 4, nodes: 10, gpuModel: A100, cpuPerNode: 32}
-    cpu: {gpusPerNode: 0, nodes: 40, cpuPerNode: 64}
+    gpu: {nodeSelector: {mlctl.io/pool: gpu}, gpuResource: nvidia.com/gpu, gpusPerNode: 4, nodes: 10,
+          gpuModel: A100, cpuPerNode: 32, memoryPerNode: 256Gi}
+    cpu: {nodeSelector: {mlctl.io/pool: cpu}, gpuResource: null, gpusPerNode: 0, nodes: 40, cpuPerNode: 64,
+          memoryPerNode: 256Gi}
 - name: gcp
   server: https://127.0.0.1:7443
   audience: gcp
   provider: gcp
   gpuHourCost: 2.48
   pools:
-    gpu: {gpusPerNode: 8, nodes: 128, gpuModel: V100, preemptible: true}
+    gpu: {nodeSelector: {mlctl.io/pool: gpu}, gpuResource: nvidia.com/gpu, gpusPerNode: 8, nodes: 128,
+          gpuModel: V100, cpuPerNode: 64, memoryPerNode: 512Gi, preemptible: true,
+          tolerations: [{key: cloud.google.com/gke-preemptible, operator: Exists, effect: NoSchedule}]}
 """
 
 

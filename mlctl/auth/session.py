@@ -7,12 +7,15 @@ cache first and only imports Keycloak's client when a token must be refreshed or
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from pathlib import Path
 
 from mlctl.auth.cache import EARLY_REFRESH_SECONDS, TokenCache, jwt_claims
 from mlctl.config import cache_dir
 from mlctl.errors import AuthError
+
+log = logging.getLogger(__name__)
 
 
 def cache_for(f) -> TokenCache:
@@ -45,6 +48,7 @@ def sso_for(f):
 
 
 def session_from_tokens(tokens: dict, method: str, now: float | None = None) -> dict:
+    log.debug("token response: %s", tokens)  # the redacting log filter removes the tokens themselves
     now = time.time() if now is None else now
     claims = jwt_claims(tokens["access_token"])
     return {
@@ -94,7 +98,7 @@ def cluster_token(f, cluster: dict, cache: TokenCache | None = None) -> tuple[st
             return entry["token"], entry["expires_at"]
         sso = sso_for(f)
         access, _ = fresh_access_token(f, cache, sso)
-        tokens = sso.exchange(access, cluster.get("audience") or name)
+        tokens = sso.exchange(access, cluster.get("audience") or name, cluster.get("tokenExchangeScope"))
         expires_at = time.time() + int(tokens.get("expires_in") or 60)
         cache.save_cluster_token(name, tokens["access_token"], expires_at)
         return tokens["access_token"], expires_at

@@ -19,6 +19,7 @@ from mlctl.errors import AuthError, Forbidden, MlctlError, NotFound, Unavailable
 log = logging.getLogger(__name__)
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+SPNEGO_OID = "1.3.6.1.5.5.2"  # what HTTP Negotiate carries; Keycloak expects SPNEGO, not raw Kerberos
 # Not served by anything: Keycloak redirects the SPNEGO login here and mlctl reads the code from the
 # Location header without following it.
 REDIRECT_URI = "http://127.0.0.1/mlctl/callback"
@@ -33,6 +34,9 @@ class Sso:
         self.issuer = issuer
         self.server_url, self.realm = issuer.split("/realms/", 1)
         self.client_id = keycloak.get("clientId") or "mlctl"
+        # Keycloak's standard token exchange needs a confidential client; its secret ships with the platform
+        # document (like an installed application's) and is not a user credential.
+        self.client_secret = keycloak.get("clientSecret")
         self.verify: bool | str = str(ca_file) if ca_file else True
         self._oidc = None
 
@@ -42,7 +46,8 @@ class Sso:
             from keycloak import KeycloakOpenID
 
             self._oidc = KeycloakOpenID(server_url=self.server_url + "/", realm_name=self.realm,
-                                        client_id=self.client_id, verify=self.verify, timeout=20)
+                                        client_id=self.client_id, client_secret_key=self.client_secret,
+                                        verify=self.verify, timeout=20)
         return self._oidc
 
     @contextlib.contextmanager
@@ -51,10 +56,14 @@ class Sso:
         import requests
         from keycloak import exceptions as kc
 
+        log.debug("keycloak %s: %s (realm %s, client %s)", self.server_url, action, self.realm, self.client_id)
         try:
             yield
         except MlctlError:
             raise
+        except requests.exceptions.SSLError as e:
+            raise Unavailable(f"TLS to Keycloak failed ({action}): certificate not trusted",
+                              hint="the platform document's keycloak CA may be wrong") from e
         except (requests.ConnectionError, requests.Timeout, kc.KeycloakConnectionError) as e:
             raise Unavailable(f"cannot reach Keycloak at {self.server_url} ({action})",
                               hint="check the network or retry later; 'mlctl sandbox status' for the sandbox") from e
@@ -71,9 +80,6 @@ class Sso:
             if code == 403:
                 raise Forbidden(f"{action} was refused: {detail or 'forbidden'}") from e
             raise AuthError(f"{action} failed: {detail or e}", hint="log in again with 'mlctl login'") from e
-        except requests.exceptions.SSLError as e:
-            raise Unavailable(f"TLS to Keycloak failed ({action}): certificate not trusted",
-                              hint="the platform document's keycloak CA may be wrong") from e
 
     # flows -------------------------------------------------------------------------------------------
     def password(self, username: str, password: str) -> dict:
@@ -137,7 +143,7 @@ class Sso:
         name = gssapi.Name(f"HTTP@{host}", gssapi.NameType.hostbased_service)
         try:
             ctx = gssapi.SecurityContext(name=name, creds=creds, usage="initiate",
-                                         flags=gssapi.RequirementFlag.mutual_authentication)
+                                         mech=gssapi.OID.from_int_seq(SPNEGO_OID))
             negotiate = base64.b64encode(ctx.step()).decode()
         except gssapi.exceptions.GSSError as e:
             raise AuthError(f"Kerberos could not get a ticket for HTTP/{host}: {_gss_detail(e)}",
@@ -151,16 +157,15 @@ class Sso:
         url = f"{self.issuer}/protocol/openid-connect/auth?{query}"
         with self.errors("Kerberos login"):
             with requests.Session() as session:
-                session.verify = self.verify
                 resp = session.get(url, headers={"Authorization": f"Negotiate {negotiate}"},
-                                   allow_redirects=False, timeout=20)
+                                   allow_redirects=False, timeout=20, verify=self.verify)
                 for _ in range(5):  # Keycloak may bounce through its own pages before the final redirect
                     location = resp.headers.get("Location", "")
                     if resp.status_code in (302, 303) and location.startswith(REDIRECT_URI):
                         break
                     if resp.status_code in (302, 303) and location:
                         resp = session.get(location, headers={"Authorization": f"Negotiate {negotiate}"},
-                                           allow_redirects=False, timeout=20)
+                                           allow_redirects=False, timeout=20, verify=self.verify)
                         continue
                     raise AuthError("Keycloak did not accept the Kerberos ticket",
                                     hint="log in with 'mlctl login --device' or '--password' instead")
@@ -174,11 +179,16 @@ class Sso:
         with self.errors("token refresh"):
             return self.oidc.refresh_token(refresh_token)
 
-    def exchange(self, access_token: str, audience: str) -> dict:
-        """RFC 8693: trade the session's access token for one whose audience is the cluster."""
+    def exchange(self, access_token: str, audience: str, scope: str | None = None) -> dict:
+        """RFC 8693: trade the session's access token for one whose audience is the cluster.
+
+        scope names the client scope that grants the audience (the platform document's tokenExchangeScope).
+        """
         with self.errors(f"token exchange for audience {audience}"):
             return self.oidc.exchange_token(access_token, audience=audience,
-                                            requested_token_type=ACCESS_TOKEN_TYPE, scope="openid")
+                                            subject_token_type=ACCESS_TOKEN_TYPE,
+                                            requested_token_type=ACCESS_TOKEN_TYPE,
+                                            scope=" ".join(filter(None, ["openid", scope])))
 
     def logout(self, refresh_token: str) -> None:
         with self.errors("logout"):
@@ -193,7 +203,9 @@ def _error_detail(e: Exception) -> str:
         import json
 
         data = json.loads(body)
-        return str(data.get("error_description") or data.get("error") or data)
+        # keep the RFC error code (authorization_pending, slow_down, invalid_grant...) next to the description
+        code, text = data.get("error"), data.get("error_description")
+        return f"{text} ({code})" if code and text else str(code or text or data)
     except (ValueError, AttributeError):
         return str(body or getattr(e, "error_message", "") or "")[:200]
 

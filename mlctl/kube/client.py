@@ -37,9 +37,11 @@ def api_client(f, cluster_name: str | None = None):
 
     def refresh(cfg):
         token, _ = cluster_token(f, cluster, cache)
-        cfg.api_key["authorization"] = token
+        cfg.api_key["BearerToken"] = token
 
-    config.api_key_prefix["authorization"] = "Bearer"
+    # kubernetes >= 36 reads the bearer token under "BearerToken" (the old "authorization" key is only an alias
+    # whose prefix is not applied): without the prefix the server sees an anonymous request.
+    config.api_key_prefix["BearerToken"] = "Bearer"
     refresh(config)
     config.refresh_api_key_hook = refresh
     return client.ApiClient(config)

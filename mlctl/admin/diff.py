@@ -1,0 +1,129 @@
+"""Which live objects need a server-side apply (pure): an object is applied only when it is missing, when a
+field mlctl sets differs from the live value, or when the field set mlctl-admin-sync manages (its
+managedFields entry) is not the field set mlctl would apply now (so a field mlctl stopped setting is
+removed). Quantities compare by value ("1.5" equals "1500m"); fields the server added are ignored.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import yaml
+
+from mlctl.jobs.quantity import QuantityError, parse_quantity
+
+Path = tuple[str, ...]
+# Fields every object names but managedFields never lists.
+_IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
+
+
+def desired_paths(obj: dict, prefix: Path = ()) -> set[Path]:
+    """Leaf field paths of an object as applied (lists are atomic leaves)."""
+    out: set[Path] = set()
+    for key, value in obj.items():
+        path = prefix + (key,)
+        if isinstance(value, dict) and value:
+            out |= desired_paths(value, path)
+        else:
+            out.add(path)
+    return out - _IDENTITY if not prefix else out
+
+
+def _fields_paths(fields: dict, prefix: Path = ()) -> set[Path]:
+    out: set[Path] = set()
+    for key, value in fields.items():
+        if key == ".":
+            continue
+        if not key.startswith("f:"):
+            # k:{...}, v:..., i:... are list members: the list itself is the leaf mlctl compares
+            out.add(prefix)
+            continue
+        path = prefix + (key[2:],)
+        children = {k: v for k, v in (value or {}).items() if k != "."} if isinstance(value, dict) else {}
+        if children:
+            out |= _fields_paths(children, path)
+        else:
+            out.add(path)
+    return out
+
+
+def managed_paths(live: dict, manager: str) -> set[Path] | None:
+    """The leaf paths manager owns through Apply on live, or None when it owns none."""
+    paths: set[Path] | None = None
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            paths = (paths or set()) | _fields_paths(entry.get("fieldsV1") or {})
+    return paths
+
+
+def _covers(path: Path, others: set[Path]) -> bool:
+    """path equals, is inside, or contains one of others (atomic structs are recorded as one leaf)."""
+    return any(path[:len(o)] == o or o[:len(path)] == path for o in others)
+
+
+def _quantity(value) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    try:
+        return parse_quantity(value)
+    except QuantityError:
+        return None
+
+
+def same(desired, live) -> bool:
+    """desired is contained in live: dicts by key (extra live keys allowed), lists item by item,
+    scalars equal or equal as quantities."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and same(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(live, list) and len(desired) == len(live)
+                and all(same(d, lv) for d, lv in zip(desired, live, strict=True)))
+    if desired == live:
+        return True
+    a, b = _quantity(desired), _quantity(live)
+    return a is not None and b is not None and a == b
+
+
+def needs_apply(desired: dict, live: dict | None, manager: str) -> str | None:
+    """Why desired must be applied ("create", "update: ...") or None when live already matches."""
+    if live is None:
+        return "create"
+    for part in ("metadata", "spec", "roleRef", "subjects", "rules", "data"):
+        if part not in desired:
+            continue
+        want = desired[part]
+        if part == "metadata":
+            want = {k: v for k, v in want.items() if k in ("labels", "annotations")}
+        if not same(want, live.get(part)):
+            return f"update: {part} differs"
+    owned = managed_paths(live, manager)
+    if owned is None:
+        return f"update: not yet managed by {manager}"
+    wanted = desired_paths(desired)
+    stale = sorted(p for p in owned if not _covers(p, wanted))
+    if stale:
+        return f"update: stop managing {'.'.join(stale[0])}"
+    return None
+
+
+def project(live: dict | None, desired: dict) -> dict:
+    """live restricted to the fields desired sets (for a readable diff)."""
+    if live is None:
+        return {}
+
+    def pick(want, have):
+        if isinstance(want, dict) and isinstance(have, dict):
+            return {k: pick(v, have[k]) for k, v in want.items() if k in have}
+        return have
+
+    return pick(desired, live)
+
+
+def unified(desired: dict, live: dict | None, label: str) -> str:
+    """A unified diff of the live object (as far as mlctl sets it) against desired, in YAML."""
+    import difflib
+
+    before = yaml.safe_dump(project(live, desired), sort_keys=True).splitlines() if live else []
+    after = yaml.safe_dump(desired, sort_keys=True).splitlines()
+    lines = difflib.unified_diff(before, after, f"live/{label}", f"desired/{label}", lineterm="", n=2)
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Reading the directory from Keycloak's admin REST API (python-keycloak KeycloakAdmin, client credentials).
+
+Requests grow with users/PAGE + groups (+ members/PAGE per group), never with users x groups: users are
+paged in large pages, groups are read once with their attributes, and memberships come from each group's
+member list (not from each user's group list).
+"""
+
+from __future__ import annotations
+
+from mlctl.admin.desired import Directory, User
+
+PAGE = 1000
+
+
+def _paged(fetch, query: dict) -> list[dict]:
+    out: list[dict] = []
+    first = 0
+    while True:
+        page = fetch({**query, "first": first, "max": PAGE})
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        first += PAGE
+
+
+def _flatten(groups: list[dict]) -> list[dict]:
+    out = []
+    for g in groups:
+        out.append(g)
+        out.extend(_flatten(g.get("subGroups") or []))
+    return out
+
+
+def group_name(group: dict) -> str:
+    """Top-level groups by name (gpu-power-users); subgroups by path without the leading slash (atlas/gpu)."""
+    path = str(group.get("path") or "").strip("/")
+    return path or str(group.get("name"))
+
+
+def read_directory(admin) -> tuple[Directory, int]:
+    """The directory, and the number of admin API requests it took. admin: a KeycloakAdmin (or a fake)."""
+    calls = 0
+
+    def counted(fn):
+        def call(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            return fn(*args, **kwargs)
+
+        return call
+
+    users = [User(u["username"], bool(u.get("enabled", True)))
+             for u in _paged(counted(admin.get_users), {"briefRepresentation": True})]
+    # briefRepresentation=false brings the attributes; subgroups are fetched (and counted) by python-keycloak
+    top = _paged(counted(lambda q: admin.get_groups(q, full_hierarchy=False)), {"briefRepresentation": False})
+    groups: dict[str, dict] = {}
+    members: dict[str, set[str]] = {}
+    for g in _flatten(top):
+        name = group_name(g)
+        groups[name] = g.get("attributes") or {}
+        members[name] = {u["username"] for u in
+                         _paged(counted(lambda q, gid=g["id"]: admin.get_group_members(gid, q)),
+                                {"briefRepresentation": True})}
+    return Directory(users, groups, members), calls
+
+
+def keycloak_admin(keycloak: dict, client_id: str, secret: str, ca_file: str | None):
+    """A KeycloakAdmin for the realm of keycloak.issuer, authenticated by client credentials."""
+    from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+
+    from mlctl.errors import UsageError
+
+    issuer = str(keycloak.get("issuer") or "").rstrip("/")
+    if "/realms/" not in issuer:
+        raise UsageError(f"platform keycloak.issuer {issuer!r} is not a Keycloak realm URL")
+    server, realm = issuer.split("/realms/", 1)
+    conn = KeycloakOpenIDConnection(server_url=server + "/", realm_name=realm, client_id=client_id,
+                                    client_secret_key=secret, grant_type="client_credentials",
+                                    verify=ca_file or True, timeout=60, pool_maxsize=4)
+    return KeycloakAdmin(connection=conn)
+
+
+def load(f, client_id: str, secret: str) -> tuple[Directory, int]:
+    """Read the directory of the platform's Keycloak; Keycloak errors become mlctl errors."""
+    from mlctl.auth.session import keycloak_ca_file
+    from mlctl.auth.sso import Sso
+    from mlctl.errors import AuthError, Forbidden
+
+    kc = f.platform.section("keycloak") or {}
+    ca = keycloak_ca_file(f)
+    sso = Sso(kc, ca)  # only for its error translation
+    try:
+        with sso.errors("reading users and groups from Keycloak"):
+            admin = keycloak_admin(kc, client_id, secret, str(ca) if ca else None)
+            return read_directory(admin)
+    except AuthError as e:
+        raise AuthError(e.message, hint=f"check the admin client {client_id!r} and its secret "
+                                        "(--client-id/--client-secret, MLCTL_ADMIN_CLIENT_ID/MLCTL_CLIENT_SECRET)") from e
+    except Forbidden as e:
+        raise Forbidden(e.message, hint=f"the service account of {client_id!r} needs realm-management roles "
+                                        "view-users, query-users, query-groups") from e

@@ -1,0 +1,242 @@
+"""The Kubeflow training-operator of one sandbox cluster: its CRDs, and the manager run out of cluster.
+
+The manager (built by `sandbox/build.sh training_operator`) runs as a plain process against a kubeconfig of
+its own, with only the TFJob and PyTorchJob controllers. v1.8 always starts its admission-webhook server and
+a cert rotator; neither can be switched off by a flag, so both are satisfied instead:
+
+- the webhook server reads tls.crt/tls.key from $TMPDIR/k8s-webhook-server/serving-certs, so TMPDIR points
+  into the state directory and the sandbox CA issues the pair;
+- the rotator needs the Secret kubeflow/training-operator-webhook-cert to exist (it fills it itself) and only
+  checks that /tmp/k8s-webhook-server/serving-certs/tls.crt exists (a path compiled into v1.8.1), so the
+  public certificate is copied there;
+- no ValidatingWebhookConfiguration is registered, so the API server never calls the webhooks (the rotator
+  logs "Webhook not found" once and carries on). docs/training-operator.md says why.
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.request
+from pathlib import Path
+
+from mlctl.sandbox import pki
+from mlctl.sandbox.procs import SandboxError, State, wait_until
+
+MODULE = "github.com/kubeflow/training-operator"
+CRDS = ("kubeflow.org_tfjobs.yaml", "kubeflow.org_pytorchjobs.yaml")
+WEBHOOK_SECRET = "webhook-cert-secret.yaml"
+NAMESPACE = "kubeflow"
+FIELD_MANAGER = "mlctl-sandbox"
+# The rotator's cert dir is a constant in pkg/cert of v1.8.1; it only stats tls.crt there.
+ROTATOR_CERT = Path("/tmp/k8s-webhook-server/serving-certs/tls.crt")
+START_TIMEOUT = 90.0
+
+
+def manifests_dir() -> Path:
+    from mlctl.sandbox import core  # imported late: core may start the operator itself
+
+    return core.source_dir() / "manifests" / "training-operator"
+
+
+def version() -> str:
+    """The training-operator version the wrapper module pins (the single source of truth)."""
+    from mlctl.sandbox import core
+
+    gomod = core.source_dir() / "go" / "training-operator" / "go.mod"
+    for line in gomod.read_text().splitlines():
+        words = line.split()
+        if MODULE in words:
+            return next(w for w in words if w.startswith("v") and w[1:2].isdigit())
+    raise SandboxError(f"{gomod} does not require {MODULE}")
+
+
+def binary() -> Path:
+    """Where sandbox/build.sh puts the manager."""
+    from mlctl.sandbox import core
+
+    return core.cache_dir() / f"training-operator-{version()}" / "training-operator"
+
+
+def process_name(cluster: str) -> str:
+    return f"training-operator-{cluster}"
+
+
+def _load_yaml_documents(path: Path) -> list[dict]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are ~0.5 MB each
+    with open(path) as f:
+        return [doc for doc in yaml.load_all(f, Loader=loader) if doc]
+
+
+def _api_client(kubeconfig: Path, context: str):
+    from mlctl.sandbox import kubeclient
+
+    return kubeclient.api_client(kubeconfig, context)
+
+
+def _apply(api, doc: dict) -> None:
+    """Server-side apply one object; the CRDs are too large for a last-applied annotation."""
+    from kubernetes import client
+
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    opts = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": "application/apply-patch+yaml"}
+    if kind == "CustomResourceDefinition":
+        client.ApiextensionsV1Api(api).patch_custom_resource_definition(name, doc, **opts)
+    elif kind == "Namespace":
+        client.CoreV1Api(api).patch_namespace(name, doc, **opts)
+    elif kind == "Secret":
+        client.CoreV1Api(api).patch_namespaced_secret(name, doc["metadata"]["namespace"], doc, **opts)
+    else:
+        raise SandboxError(f"cannot apply {kind} {name}: not a kind the training-operator manifests use")
+
+
+def _established(api, name: str) -> bool:
+    from kubernetes import client
+
+    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
+    return any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or []))
+
+
+def install_crds(kubeconfig: Path, context: str) -> list[str]:
+    """Apply the TFJob and PyTorchJob CRDs (and the webhook-cert Secret) and wait until they are served.
+
+    Returns the CRD names. Idempotent.
+    """
+    api = _api_client(kubeconfig, context)
+    try:
+        names = []
+        for file in CRDS:
+            for doc in _load_yaml_documents(manifests_dir() / file):
+                _apply(api, doc)
+                names.append(doc["metadata"]["name"])
+        for doc in _load_yaml_documents(manifests_dir() / WEBHOOK_SECRET):
+            _apply(api, doc)
+        for name in names:
+            wait_until(lambda n=name: _established(api, n), 30, f"CRD {name} to be established")
+        return names
+    finally:
+        api.close()
+
+
+def _ensure_webhook_secret(kubeconfig: Path, context: str) -> None:
+    api = _api_client(kubeconfig, context)
+    try:
+        for doc in _load_yaml_documents(manifests_dir() / WEBHOOK_SECRET):
+            _apply(api, doc)
+    finally:
+        api.close()
+
+
+def _kubeconfig_for(kubeconfig: Path, context: str, out: Path) -> Path:
+    """Write a kubeconfig holding only context, as current-context.
+
+    controller-runtime has --kubeconfig but no --context flag; relative file paths are made absolute
+    because the copy lives in another directory.
+    """
+    import yaml
+
+    full = yaml.safe_load(kubeconfig.read_text())
+    base = kubeconfig.resolve().parent
+
+    def pick(section: str, name: str) -> dict:
+        for entry in full.get(section) or []:
+            if entry["name"] == name:
+                return entry
+        raise SandboxError(f"{kubeconfig} has no {section[:-1]} named {name}")
+
+    ctx = pick("contexts", context)
+    cluster = pick("clusters", ctx["context"]["cluster"])
+    user = pick("users", ctx["context"]["user"])
+    for entry, keys in ((cluster["cluster"], ("certificate-authority",)),
+                        (user["user"], ("client-certificate", "client-key", "tokenFile"))):
+        for key in keys:
+            if entry.get(key) and not Path(entry[key]).is_absolute():
+                entry[key] = str(base / entry[key])
+    minimal = {
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "contexts": [ctx], "clusters": [cluster], "users": [user],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(minimal, sort_keys=False))
+    tmp.chmod(0o600)
+    tmp.replace(out)
+    return out
+
+
+def _serving_certs(state: State, cluster: str, tmpdir: Path) -> None:
+    """Give the webhook server a key pair from the sandbox CA and satisfy the rotator's existence check."""
+    crt, key = pki.issue(state.root / "pki", f"training-operator-{cluster}-webhook", "training-operator",
+                         hosts=("127.0.0.1", "localhost"))
+    certs = tmpdir / "k8s-webhook-server" / "serving-certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(crt, certs / "tls.crt")
+    shutil.copyfile(key, certs / "tls.key")
+    (certs / "tls.key").chmod(0o600)
+    if not ROTATOR_CERT.exists():
+        try:
+            ROTATOR_CERT.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(crt, ROTATOR_CERT)
+        except OSError as e:
+            raise SandboxError(f"training-operator needs {ROTATOR_CERT}, which cannot be written: {e}") from e
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start(state: State, cluster: str, kubeconfig: Path, context: str) -> dict:
+    """Start the training-operator of cluster (if it does not run yet) and wait until it is ready.
+
+    The CRDs must be installed first (install_crds). Returns what a caller may record or print: name, pid,
+    log, health and metrics URLs, webhook port.
+    """
+    exe = binary()
+    if not exe.is_file():
+        raise SandboxError(f"{exe} is missing; build it with: sandbox/build.sh training_operator")
+    name = process_name(cluster)
+    home = state.root / name
+    tmpdir = home / "tmp"
+    health = state.port(f"{name}-health")
+    metrics = state.port(f"{name}-metrics")
+    webhook = state.port(f"{name}-webhook")
+    if not state.is_running(name):
+        _ensure_webhook_secret(kubeconfig, context)
+        _serving_certs(state, cluster, tmpdir)
+        own_kubeconfig = _kubeconfig_for(kubeconfig, context, home / "kubeconfig")
+        argv = [
+            str(exe),
+            f"--kubeconfig={own_kubeconfig}",
+            "--enable-scheme=tfjob",
+            "--enable-scheme=pytorchjob",
+            f"--metrics-bind-address=127.0.0.1:{metrics}",
+            f"--health-probe-bind-address=127.0.0.1:{health}",
+            f"--webhook-server-port={webhook}",
+            "--leader-elect=false",
+            "--gang-scheduler-name=",
+            "--zap-log-level=info",
+            "--zap-time-encoding=iso8601",
+        ]
+        state.start(name, argv, env={"TMPDIR": str(tmpdir), "MY_POD_NAMESPACE": NAMESPACE})
+    readyz = f"http://127.0.0.1:{health}/readyz"
+    wait_until(lambda: _ready(readyz), START_TIMEOUT, f"{name} to be ready ({readyz})", state, name)
+    proc = state.data["processes"][name]
+    return {
+        "name": name,
+        "pid": proc["pid"],
+        "log": proc["log"],
+        "health": readyz,
+        "metrics": f"http://127.0.0.1:{metrics}/metrics",
+        "webhook_port": webhook,
+        "version": version(),
+    }
+
+
+def stop(state: State, cluster: str) -> bool:
+    """Stop the training-operator of cluster; True if it was running."""
+    return state.stop(process_name(cluster))
