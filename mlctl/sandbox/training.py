@@ -38,6 +38,24 @@ def manifests_dir() -> Path:
     return core.source_dir() / "manifests" / "training-operator"
 
 
+def crds_dir() -> Path:
+    """The operator's own CRDs, read from its module in the Go module cache (the build downloaded it)."""
+    import subprocess
+
+    from mlctl.sandbox import core
+
+    wrapper = core.source_dir() / "go" / "training-operator"
+    try:
+        out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", MODULE], cwd=wrapper, capture_output=True,
+                             text=True, check=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SandboxError(f"cannot locate {MODULE} in the Go module cache: {e}") from e
+    folder = Path(out.stdout.strip()) / "manifests" / "base" / "crds"
+    if not folder.is_dir():
+        raise SandboxError(f"{folder} holds no CRDs")
+    return folder
+
+
 def version() -> str:
     """The training-operator version the wrapper module pins (the single source of truth)."""
     from mlctl.sandbox import core
@@ -107,7 +125,7 @@ def install_crds(kubeconfig: Path, context: str) -> list[str]:
     try:
         names = []
         for file in CRDS:
-            for doc in _load_yaml_documents(manifests_dir() / file):
+            for doc in _load_yaml_documents(crds_dir() / file):
                 _apply(api, doc)
                 names.append(doc["metadata"]["name"])
         for doc in _load_yaml_documents(manifests_dir() / WEBHOOK_SECRET):
