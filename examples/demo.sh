@@ -1,7 +1,18 @@
 #!/bin/sh
-# The demo: start the sandbox platform and show it (extended as capabilities land).
+# The demo: the whole platform on this machine, then the 3D GAN training job end to end.
 set -eu
-mlctl sandbox up
+mlctl sandbox up                      # etcd, clusters local + gcp, Keycloak, KDC, training-operator
 mlctl clusters list
-eval "$(mlctl sandbox env)"
-kubectl --context sandbox-local get nodes -l mlctl.io/pool=gpu
+
+# What the platform admins' cron does: namespaces and quotas from Keycloak users and groups.
+mlctl sandbox login --admin
+mlctl admin sync
+
+# A physicist (bob, in gpu-power-users: 9 GPUs on top of the default) trains the 3D GAN.
+mlctl sandbox login bob
+mlctl quota show --cluster local
+mlctl train delete gan3d --cluster local --yes 2>/dev/null || true   # a re-run starts afresh
+mlctl train examples/3dgan.yaml --cluster local --set workers=2 --set resources.cpu=4 \
+  --set resources.memory=32Gi --follow
+mlctl train list --cluster local
+kubectl --context mlctl-local get tfjobs     # plain kubectl works too, through mlctl's exec plugin

@@ -19,6 +19,10 @@ def _setup_logging(io: IO, debug: bool, verbose: int) -> None:
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(io.stderr)
     handler.addFilter(RedactingFilter())
+    if not debug:
+        # the kubernetes client resets urllib3's level on every Configuration; its retry warnings about
+        # dropped connections are handled by mlctl (watches resume) and are not for users
+        handler.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(("urllib3", "kubernetes")))
     handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s" if debug else "%(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -28,8 +32,9 @@ def _setup_logging(io: IO, debug: bool, verbose: int) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Library chatter (urllib3 retries, kubernetes client) is not for users unless they ask.
+    # urllib3 warns on every retry of a dropped connection, which mlctl handles itself (watch resumes).
     for noisy in ("urllib3", "kubernetes", "botocore", "boto3", "keycloak"):
-        logging.getLogger(noisy).setLevel(logging.NOTSET if debug else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.NOTSET if debug else logging.ERROR)
 
 
 def _print_error(io: IO, message: str, hint: str | None = None) -> None:

@@ -97,8 +97,10 @@ def cluster_token(f, cluster: dict, cache: TokenCache | None = None) -> tuple[st
         if entry:
             return entry["token"], entry["expires_at"]
         sso = sso_for(f)
-        access, _ = fresh_access_token(f, cache, sso)
-        tokens = sso.exchange(access, cluster.get("audience") or name, cluster.get("tokenExchangeScope"))
+        access, session = fresh_access_token(f, cache, sso)
+        service = (session["client_id"], session["client_secret"]) if session.get("client_secret") else None
+        tokens = sso.exchange(access, cluster.get("audience") or name, cluster.get("tokenExchangeScope"),
+                              client=service)
         expires_at = time.time() + int(tokens.get("expires_in") or 60)
         cache.save_cluster_token(name, tokens["access_token"], expires_at)
         return tokens["access_token"], expires_at

@@ -87,12 +87,8 @@ class Sso:
             return self.oidc.token(username=username, password=password, scope="openid")
 
     def client_credentials(self, client_id: str, secret: str) -> dict:
-        from keycloak import KeycloakOpenID
-
-        client = KeycloakOpenID(server_url=self.server_url + "/", realm_name=self.realm, client_id=client_id,
-                                client_secret_key=secret, verify=self.verify, timeout=20)
         with self.errors("client-credentials login"):
-            return client.token(grant_type="client_credentials", scope="openid")
+            return self._client(client_id, secret).token(grant_type="client_credentials", scope="openid")
 
     def device_start(self) -> dict:
         with self.errors("device authorization"):
@@ -179,13 +175,23 @@ class Sso:
         with self.errors("token refresh"):
             return self.oidc.refresh_token(refresh_token)
 
-    def exchange(self, access_token: str, audience: str, scope: str | None = None) -> dict:
+    def _client(self, client_id: str, secret: str):
+        from keycloak import KeycloakOpenID
+
+        return KeycloakOpenID(server_url=self.server_url + "/", realm_name=self.realm, client_id=client_id,
+                              client_secret_key=secret, verify=self.verify, timeout=20)
+
+    def exchange(self, access_token: str, audience: str, scope: str | None = None,
+                 client: tuple[str, str] | None = None) -> dict:
         """RFC 8693: trade the session's access token for one whose audience is the cluster.
 
         scope names the client scope that grants the audience (the platform document's tokenExchangeScope).
+        client (id, secret) makes the request as that client: a service client's token may only be exchanged
+        by the client it was issued to.
         """
+        oidc = self._client(*client) if client else self.oidc
         with self.errors(f"token exchange for audience {audience}"):
-            return self.oidc.exchange_token(access_token, audience=audience,
+            return oidc.exchange_token(access_token, audience=audience,
                                             subject_token_type=ACCESS_TOKEN_TYPE,
                                             requested_token_type=ACCESS_TOKEN_TYPE,
                                             scope=" ".join(filter(None, ["openid", scope])))

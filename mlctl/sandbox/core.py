@@ -235,6 +235,7 @@ def _free_recorded_port(state: State, key: str, owner: str) -> int:
     port = state.port(key)
     if not state.is_running(owner) and port_open(port):
         del state.data["ports"][key]
+        state.save()
         port = state.port(key)
     return port
 
@@ -248,10 +249,10 @@ def _fingerprint(argv: list[str], files: list[Path]) -> str:
 
 def _ensure(state: State, name: str, argv: list[str], files: list[Path], port: int) -> str:
     """Start name unless it already runs with the same argv and configuration; return what happened."""
-    fingerprints = state.data.setdefault("fingerprints", {})
+    state.refresh()
     fp = _fingerprint(argv, files)
     if state.is_running(name):
-        if fingerprints.get(name) == fp:
+        if state.data.get("fingerprints", {}).get(name) == fp:
             return "kept"
         state.stop(name, timeout=_stop_timeout(name))
         action = "restarted"
@@ -259,7 +260,7 @@ def _ensure(state: State, name: str, argv: list[str], files: list[Path], port: i
         action = "started"
     state.start(name, argv)
     state.data["processes"][name]["port"] = port
-    fingerprints[name] = fp
+    state.data.setdefault("fingerprints", {})[name] = fp
     state.save()
     return action
 
@@ -406,6 +407,7 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
         if unknown:
             raise SandboxError(f"apiserver_extra names unknown cluster(s): {', '.join(sorted(unknown))}")
         state.data["apiserverExtra"] = {c: list(apiserver_extra.get(c, [])) for c in CLUSTERS}
+        state.save()
     extra = state.data.get("apiserverExtra", {})
 
     certs = _certs(layout)

@@ -38,7 +38,7 @@ CLUSTER_CLIENT_SECRET = "mlctl-cluster-sandbox-secret"
 BOOTSTRAP_ADMIN = ("admin", "admin-sandbox-pw")
 KERBEROS_COMPONENT_ID = "6d6c6374-6b72-6235-0000-000000000001"
 # Bump when _setup_realm changes what it does, so existing sandboxes get the new steps.
-_SETUP_REVISION = 1
+_SETUP_REVISION = 2
 # Build-time options baked into the cached distribution; changing them changes the cache marker.
 BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=true")
 # Extra JVM flags: a C1-only JIT starts the server faster (measured in docs/identity.md).
@@ -203,7 +203,28 @@ def _setup_realm(url: str, ca_file: str, kdc_info: dict, paths: dict[str, Path])
 
     # Audience client scopes, optional on mlctl: a login token names only mlctl, and a token exchange
     # with audience=<cluster> and scope=audience-<cluster> yields a token whose aud is that cluster.
-    (mlctl,) = admin.call("GET", f"/{REALM}/clients", params={"clientId": CLIENT_ID})
+    # Client attributes added to the template after a realm was created are merged into the live clients.
+    for wanted in realm.get("clients", []):
+        found = admin.call("GET", f"/{REALM}/clients", params={"clientId": wanted["clientId"]})
+        if found:
+            live = found[0]
+            attrs = {**(live.get("attributes") or {}), **(wanted.get("attributes") or {})}
+            if attrs != (live.get("attributes") or {}):
+                admin.call("PUT", f"/{REALM}/clients/{live['id']}", json={**live, "attributes": attrs})
+    # The admin service client exchanges its own tokens for the clusters' audiences too (cron).
+    for client_id in (CLIENT_ID, ADMIN_CLIENT_ID):
+        _audience_scopes(admin, client_id)
+
+    # Kerberos (SPNEGO) as an alternative in the browser flow: a ticket logs the user in without a form.
+    for execution in admin.call("GET", f"/{REALM}/authentication/flows/browser/executions"):
+        if execution.get("providerId") == "auth-spnego" and execution["requirement"] != "ALTERNATIVE":
+            admin.call("PUT", f"/{REALM}/authentication/flows/browser/executions",
+                       json={**execution, "requirement": "ALTERNATIVE"})
+    paths["applied"].write_text(applied)
+
+
+def _audience_scopes(admin, client_id: str) -> None:
+    (mlctl,) = admin.call("GET", f"/{REALM}/clients", params={"clientId": client_id})
     scopes = {s["name"]: s["id"] for s in admin.call("GET", f"/{REALM}/client-scopes")}
     optional = {s["name"] for s in admin.call("GET", f"/{REALM}/clients/{mlctl['id']}/optional-client-scopes")}
     for audience in CLUSTER_AUDIENCES:
@@ -223,13 +244,6 @@ def _setup_realm(url: str, ca_file: str, kdc_info: dict, paths: dict[str, Path])
             scopes = {s["name"]: s["id"] for s in admin.call("GET", f"/{REALM}/client-scopes")}
         if name not in optional:
             admin.call("PUT", f"/{REALM}/clients/{mlctl['id']}/optional-client-scopes/{scopes[name]}")
-
-    # Kerberos (SPNEGO) as an alternative in the browser flow: a ticket logs the user in without a form.
-    for execution in admin.call("GET", f"/{REALM}/authentication/flows/browser/executions"):
-        if execution.get("providerId") == "auth-spnego" and execution["requirement"] != "ALTERNATIVE":
-            admin.call("PUT", f"/{REALM}/authentication/flows/browser/executions",
-                       json={**execution, "requirement": "ALTERNATIVE"})
-    paths["applied"].write_text(applied)
 
 
 def _ready(management_url: str, ca_file: str) -> bool:

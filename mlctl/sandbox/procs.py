@@ -69,6 +69,16 @@ class State:
         data.setdefault("ports", {})
         return cls(root, data)
 
+    def refresh(self) -> None:
+        """Re-read state.json: several State objects (and processes) share it, so every change is a
+        read-modify-write of what is on disk now, never a write-back of an old copy."""
+        path = self.root / "state.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            data.setdefault("processes", {})
+            data.setdefault("ports", {})
+            self.data = data
+
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / "state.json.tmp"
@@ -81,6 +91,7 @@ class State:
 
     def port(self, name: str) -> int:
         """The port recorded for name, choosing a free one the first time."""
+        self.refresh()
         ports = self.data["ports"]
         if name not in ports:
             taken = set(ports.values())
@@ -97,6 +108,7 @@ class State:
 
     def start(self, name: str, argv: list[str], *, env: dict | None = None, cwd: Path | None = None) -> int:
         """Start argv as a detached process named name unless it already runs; return its pid."""
+        self.refresh()
         if self.is_running(name):
             return self.data["processes"][name]["pid"]
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -112,6 +124,7 @@ class State:
 
     def stop(self, name: str, timeout: float = 15.0) -> bool:
         """Stop the process named name (TERM, then KILL); True if it was running."""
+        self.refresh()
         proc = self.data["processes"].get(name)
         if not proc:
             return False

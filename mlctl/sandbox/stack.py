@@ -2,7 +2,8 @@
 training-operator, and the RBAC that ties Keycloak identities to cluster roles.
 
 Order: the KDC, then Keycloak with its realm (the API servers discover it when they start), then both
-clusters, then RBAC, CRDs and the training-operators.
+clusters, then RBAC, mlctl's own CRD and roles (what `mlctl admin install` applies), the Kubeflow CRDs and the
+training-operators.
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ def _apply_rbac(kubeconfig: Path, context: str) -> None:
         api.close()
 
 
+def _install_tenancy(kubeconfig: Path, platform_doc: dict, cluster: str) -> None:
+    """What `mlctl admin install` applies: the QuotaRequest CRD, mlctl's ClusterRoles and bindings."""
+    from mlctl.admin.kubeapi import KubeApi, admin_api_client
+    from mlctl.admin.objects import INSTALL_FIELD_MANAGER, Settings, install_objects
+
+    entry = next(c for c in platform_doc["clusters"] if c["name"] == cluster)
+    client = admin_api_client(str(kubeconfig), cluster, "sandbox-{cluster}", 4)
+    try:
+        api = KubeApi(client, cluster)
+        for obj in install_objects(Settings.from_platform(platform_doc, entry)):
+            api.apply(obj, INSTALL_FIELD_MANAGER, force=True)
+    finally:
+        client.close()
+
+
 def up(root: Path | None = None) -> dict:
     started = time.monotonic()
     root = Path(root or core.state_dir())
@@ -110,9 +126,11 @@ def up(root: Path | None = None) -> dict:
     _platform_identity(root, kc)
     kubeconfig = root / "kubeconfig"
     operators = {}
+    platform_doc = yaml.safe_load((root / "platform.yaml").read_text())
     for cluster in core.CLUSTERS:
         context = f"sandbox-{cluster}"
         _apply_rbac(kubeconfig, context)
+        _install_tenancy(kubeconfig, platform_doc, cluster)
         training.install_crds(kubeconfig, context)
         operators[cluster] = training.start(state, cluster, kubeconfig, context)
     result = core.status(root)

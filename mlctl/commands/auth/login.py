@@ -18,6 +18,7 @@ class Options:
     client_id: str | None
     kubeconfig: Path | None
     write_kubeconfig: bool
+    secret: str | None = None  # a password or client secret handed over by code (the sandbox), never argv
 
 
 def adopt_platform(f) -> None:
@@ -113,11 +114,11 @@ def run(f, opts: Options) -> None:
             f.io.stderr.write("Username: ")
             f.io.stderr.flush()
             username = f.io.stdin.readline().strip()
-        tokens = sso.password(username, _read_secret(f, "Password: "))
+        tokens = sso.password(username, opts.secret or _read_secret(f, "Password: "))
     elif method == "client-credentials":
         if not opts.client_id:
             raise UsageError("--client-id is required with --client-credentials")
-        secret = f.env.get("MLCTL_CLIENT_SECRET") or _read_secret(f, "Client secret: ")
+        secret = opts.secret or f.env.get("MLCTL_CLIENT_SECRET") or _read_secret(f, "Client secret: ")
         tokens = sso.client_credentials(opts.client_id, secret)
     else:  # pragma: no cover - click restricts the choice
         raise UsageError(f"unknown login method {method}")

@@ -6,5 +6,7 @@ group = lazy_group("sandbox", {
     "up": ("mlctl.commands.sandbox.up:command", "Build (once) and start the sandbox; idempotent."),
     "down": ("mlctl.commands.sandbox.down:command", "Stop every process the sandbox started."),
     "status": ("mlctl.commands.sandbox.status:command", "Show the sandbox's processes, ports and health."),
+    "login": ("mlctl.commands.sandbox.login:command",
+              "Log in to the sandbox as one of its users (alice, bob, carol, dave) or as its admin client."),
     "env": ("mlctl.commands.sandbox.env:command", "Print shell exports for using the sandbox (eval it)."),
 }, help="Run the whole platform locally, from real upstream servers.")
