@@ -4,6 +4,7 @@ Prints the median wall time of each command over N runs and the ratios the proje
   mlctl --version / python3 -c pass        (goal <= 3.5)
   mlctl --help    / kubectl --help         (goal <= 1.5)
   completion request / kubectl __complete  (for information)
+  mlctl token (cached) / python3 -c pass   (goal <= 3.5: it runs on every kubectl call)
 Usage: python bench/startup.py [--runs N] [--json]
 """
 
@@ -32,6 +33,20 @@ def _tool(name: str) -> str:
     return found
 
 
+def _cached_token_home() -> dict:
+    """A throw-away config and token cache holding a fresh token for cluster local of platform 'bench'."""
+    import tempfile
+    import time as _time
+
+    home = Path(tempfile.mkdtemp(prefix="mlctl-bench-"))
+    (home / "config" / "mlctl").mkdir(parents=True)
+    (home / "config" / "mlctl" / "config.yaml").write_text("platform: bench\n")
+    cache = home / "cache" / "mlctl" / "tokens" / "bench"
+    cache.mkdir(parents=True)
+    (cache / "cluster-local.json").write_text(json.dumps({"token": "bench", "expires_at": _time.time() + 86400}))
+    return {"XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache")}
+
+
 def measure(argv: list[str], runs: int, env: dict | None = None) -> float:
     """Median wall-clock seconds of argv over runs (after one warm-up run)."""
     env = {**os.environ, **(env or {})}
@@ -51,12 +66,14 @@ def main() -> int:
     args = parser.parse_args()
 
     mlctl, kubectl = _tool("mlctl"), _tool("kubectl")
+    token_env = _cached_token_home()
     complete_env = {"_MLCTL_COMPLETE": "bash_complete", "COMP_WORDS": "mlctl clusters li", "COMP_CWORD": "2"}
     cases = {
         "python3 -c pass": ([sys.executable, "-c", "pass"], None),
         "mlctl --version": ([mlctl, "--version"], None),
         "mlctl --help": ([mlctl, "--help"], None),
         "mlctl completion request": ([mlctl], complete_env),
+        "mlctl token (cached)": ([mlctl, "token", "--cluster", "local"], token_env),
         "kubectl version --client": ([kubectl, "version", "--client"], None),
         "kubectl --help": ([kubectl, "--help"], None),
         "kubectl __complete": ([kubectl, "__complete", "get", ""], None),
@@ -68,6 +85,7 @@ def main() -> int:
             results["kubectl version --client"] / results["python3 -c pass"],
         "mlctl --help / kubectl --help": results["mlctl --help"] / results["kubectl --help"],
         "mlctl completion / python3 -c pass": results["mlctl completion request"] / results["python3 -c pass"],
+        "mlctl token (cached) / python3 -c pass": results["mlctl token (cached)"] / results["python3 -c pass"],
         "mlctl completion / kubectl __complete":
             results["mlctl completion request"] / results["kubectl __complete"],
     }

@@ -8,7 +8,6 @@ MLCTL_PLATFORM_FILE points at a document directly (the sandbox's `env` sets it).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +71,14 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-@dataclass
 class Config:
     """Resolved settings. `flags` holds only values given on the command line."""
 
-    flags: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    _file: dict | None = None
+    # a plain class, not a dataclass: dataclasses (and inspect) cost start-up time on every command
+    def __init__(self, flags: dict[str, Any] | None = None, env: dict[str, str] | None = None):
+        self.flags = {} if flags is None else flags
+        self.env = dict(os.environ) if env is None else env
+        self._file: dict | None = None
 
     @property
     def file(self) -> dict:
@@ -164,12 +164,12 @@ class Config:
         return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-@dataclass
 class Platform:
     """A platform document: Keycloak, OPA, S3 and the cluster registry."""
 
-    doc: dict
-    path: Path | None = None
+    def __init__(self, doc: dict, path: Path | None = None):
+        self.doc = doc
+        self.path = path
 
     @classmethod
     def load(cls, path: Path) -> Platform:

@@ -6,22 +6,28 @@ This is the only place that decides exit codes and the only sys.exit.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 
 from mlctl import errors
 from mlctl.io import IO
-from mlctl.redact import RedactingFilter, redact
+from mlctl.redact import redact
 
 
 def _setup_logging(io: IO, debug: bool, verbose: int) -> None:
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    """Logs go to stderr, redacted. Without -v/--debug nothing is set up (logging costs start-up time):
+    Python's last-resort handler prints library warnings, and the clients mlctl builds quiet their own
+    retry chatter (kube/client.py)."""
+    if not (debug or verbose):
+        return
+    import logging
+
+    from mlctl.redact import RedactingFilter
+
+    level = logging.DEBUG if debug else logging.INFO
     handler = logging.StreamHandler(io.stderr)
     handler.addFilter(RedactingFilter())
     if not debug:
-        # the kubernetes client resets urllib3's level on every Configuration; its retry warnings about
-        # dropped connections are handled by mlctl (watches resume) and are not for users
         handler.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(("urllib3", "kubernetes")))
     handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s" if debug else "%(message)s"))
     root = logging.getLogger()
@@ -31,8 +37,6 @@ def _setup_logging(io: IO, debug: bool, verbose: int) -> None:
     handler._mlctl = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    # Library chatter (urllib3 retries, kubernetes client) is not for users unless they ask.
-    # urllib3 warns on every retry of a dropped connection, which mlctl handles itself (watch resumes).
     for noisy in ("urllib3", "kubernetes", "botocore", "boto3", "keycloak"):
         logging.getLogger(noisy).setLevel(logging.NOTSET if debug else logging.ERROR)
 

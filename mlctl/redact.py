@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 _PATTERNS = [
@@ -23,10 +22,11 @@ def redact(text: str) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    """Applied to every handler mlctl installs, so --debug traces carry no secrets."""
+class RedactingFilter:
+    """Applied to every handler mlctl installs, so --debug traces carry no secrets. (logging accepts any
+    object with a filter method; not subclassing logging.Filter keeps logging out of start-up.)"""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def filter(self, record) -> bool:
         message = record.getMessage()
         record.msg, record.args = redact(message), ()
         return True

@@ -20,6 +20,15 @@ def _ca_file(platform_name: str, cluster: dict) -> str | None:
     return str(path)
 
 
+def quiet_urllib3() -> None:
+    """Configuration() resets urllib3's log level to WARNING; its retry warnings about dropped connections
+    (an apiserver restarting while mlctl resumes its watch) are not for users unless they ask (--debug)."""
+    import logging
+
+    if logging.getLogger().level > logging.DEBUG or logging.getLogger().level == logging.NOTSET:
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
 def api_client(f, cluster_name: str | None = None):
     """An ApiClient for the cluster, as the logged-in user; its token refreshes through the cache."""
     from kubernetes import client
@@ -42,6 +51,7 @@ def api_client(f, cluster_name: str | None = None):
     # kubernetes >= 36 reads the bearer token under "BearerToken" (the old "authorization" key is only an alias
     # whose prefix is not applied): without the prefix the server sees an anonymous request.
     config.api_key_prefix["BearerToken"] = "Bearer"
+    quiet_urllib3()
     refresh(config)
     config.refresh_api_key_hook = refresh
     return client.ApiClient(config)

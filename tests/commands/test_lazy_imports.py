@@ -42,3 +42,19 @@ def test_the_probe_can_see_heavy_imports():
     out = subprocess.run([sys.executable, "-c", "import sys, kubernetes; print('kubernetes' in sys.modules)"],
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "True"
+
+
+def test_cached_token_imports_nothing_heavy(platform):
+    """`mlctl token` runs on every kubectl call: with a fresh cached token it must not load any client."""
+    import json
+    import time
+
+    cache = platform / "cache" / "mlctl" / "tokens" / "lab"
+    cache.mkdir(parents=True)
+    (cache / "cluster-local.json").write_text(json.dumps({"token": "t0k3n", "expires_at": time.time() + 600}))
+    code, mods = _imported(["token", "--cluster", "local"])
+    assert code == 0 and mods == []
+    out = subprocess.run([sys.executable, "-c", "from mlctl.main import main; main()", "token", "--cluster", "local"],
+                         capture_output=True, text=True, timeout=60)
+    cred = json.loads(out.stdout)
+    assert cred["kind"] == "ExecCredential" and cred["status"]["token"] == "t0k3n"

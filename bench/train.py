@@ -1,0 +1,132 @@
+"""Train benchmarks against the running sandbox, each compared with kubectl in the same run.
+
+  submit:  `mlctl train SPEC` vs `kubectl create -f` of the same rendered YAML   (goal <= 1.3x)
+  list:    `mlctl train list` vs `kubectl get tfjobs` with N jobs in a namespace  (goal <= 1.0x)
+
+Both tools authenticate the same way (bob's Keycloak login; kubectl through mlctl's exec plugin), so the
+ratio compares the tools, not the credentials. The listed jobs are created suspended (runPolicy.suspend),
+so the training-operator makes no pods for them.
+Usage: python bench/train.py [--jobs 5000] [--runs 5]   (needs `mlctl sandbox up`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+MLCTL = str(BIN / "mlctl")
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO / "examples" / "3dgan.yaml"
+SETS = ["--set", "workers=2", "--set", "resources.cpu=1", "--set", "resources.memory=2Gi",
+        "--set", "resources.gpus=1"]
+
+
+def run(argv: list[str], env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, input=stdin, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv[:4])} failed: {out.stderr.strip()}")
+    return out
+
+
+def timed(argv: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    run(argv, env)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    from mlctl.sandbox import core
+
+    kubectl = str(core.binaries()["kubectl"])
+    home = Path(tempfile.mkdtemp(prefix="mlctl-bench-train-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCTL_")}
+    env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),
+               KUBECONFIG=str(home / "kubeconfig"))
+    run([MLCTL, "sandbox", "login", "--admin"], env)
+    run([MLCTL, "admin", "sync"], env)
+    run([MLCTL, "sandbox", "login", "bob"], env)
+
+    # --- submit latency ------------------------------------------------------------------------------
+    mlctl_times, kubectl_times, names = [], [], []
+    for _ in range(args.runs):
+        name = f"b{uuid.uuid4().hex[:8]}"
+        names.append(name)
+        mlctl_times.append(timed([MLCTL, "train", str(SPEC), "--cluster", "local", *SETS, "--set", f"name={name}"],
+                                 env))
+        other = f"k{uuid.uuid4().hex[:8]}"
+        names.append(other)
+        rendered = run([MLCTL, "train", "render", str(SPEC), "--cluster", "local", *SETS, "--set", f"name={other}"],
+                       env).stdout
+        path = home / f"{other}.yaml"
+        path.write_text(rendered)
+        kubectl_times.append(timed([kubectl, "--context", "mlctl-local", "create", "-f", str(path)], env))
+        for n in names[-2:]:
+            run([MLCTL, "train", "delete", n, "--cluster", "local", "--yes"], env)
+    submit = statistics.median(mlctl_times) / statistics.median(kubectl_times)
+
+    # --- list with many jobs ---------------------------------------------------------------------------
+    run([MLCTL, "sandbox", "login", "--admin"], env)
+    namespace = "mlctl-bench-jobs"
+    admin = core.env(core.state_dir())["KUBECONFIG"]
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=admin, context="sandbox-local")
+    custom, corev1 = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    try:
+        corev1.create_namespace({"metadata": {"name": namespace}})
+    except client.exceptions.ApiException as e:
+        if e.status != 409:
+            raise
+    job = json.loads(run([MLCTL, "train", "render", str(SPEC), "--cluster", "local", *SETS, "--user", "bench",
+                          "-o", "json"], env).stdout)
+    job["metadata"]["namespace"] = namespace
+    job["spec"]["runPolicy"]["suspend"] = True
+
+    def create(i: int) -> None:
+        body = json.loads(json.dumps(job))
+        body["metadata"]["name"] = f"job-{i:05d}"
+        try:
+            custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "tfjobs", body)
+        except client.exceptions.ApiException as e:
+            if e.status != 409:
+                raise
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(args.jobs)))
+    print(f"{args.jobs} suspended TFJobs in {namespace} (created or found) in {time.perf_counter() - started:.1f} s")
+    api.close()
+    mlctl_list = [timed([MLCTL, "train", "list", "--cluster", "local", "-n", namespace], env)
+                  for _ in range(args.runs)]
+    kubectl_list = [timed([kubectl, "--context", "mlctl-local", "get", "tfjobs", "-n", namespace], env)
+                    for _ in range(args.runs)]
+    listing = statistics.median(mlctl_list) / statistics.median(kubectl_list)
+
+    print(f"median of {args.runs} runs each")
+    print(f"  mlctl train SPEC          {statistics.median(mlctl_times) * 1000:8.1f} ms")
+    print(f"  kubectl create -f         {statistics.median(kubectl_times) * 1000:8.1f} ms")
+    print(f"  mlctl train list ({args.jobs})  {statistics.median(mlctl_list) * 1000:8.1f} ms")
+    print(f"  kubectl get tfjobs        {statistics.median(kubectl_list) * 1000:8.1f} ms")
+    print("ratios")
+    print(f"  submit: mlctl / kubectl create    {submit:5.2f}x  (goal <= 1.3)")
+    print(f"  list:   mlctl / kubectl get       {listing:5.2f}x  (goal <= 1.0)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
