@@ -73,7 +73,8 @@ def main() -> int:
         "mlctl --version": ([mlctl, "--version"], None),
         "mlctl --help": ([mlctl, "--help"], None),
         "mlctl completion request": ([mlctl], complete_env),
-        "mlctl token (cached)": ([mlctl, "token", "--cluster", "local"], token_env),
+        # as kubectl runs it from an mlctl-<cluster> context
+        "mlctl token (cached)": ([mlctl, "token", "--platform", "bench", "--cluster", "local"], token_env),
         "kubectl version --client": ([kubectl, "version", "--client"], None),
         "kubectl --help": ([kubectl, "--help"], None),
         "kubectl __complete": ([kubectl, "__complete", "get", ""], None),

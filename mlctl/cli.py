@@ -10,7 +10,7 @@ import importlib
 import click
 
 from mlctl import __version__
-from mlctl.config import OUTPUT_FORMATS
+from mlctl.formats import OUTPUT_FORMATS
 
 # name -> ("module:attribute", one-line summary). Keep summaries in sync with each command's docstring
 # (a test checks it).

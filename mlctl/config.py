@@ -24,18 +24,12 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "debug": ("MLCTL_DEBUG", False),
     "yes": ("MLCTL_YES", False),
 }
-OUTPUT_FORMATS = ("table", "wide", "json", "yaml", "name")
+from mlctl.formats import OUTPUT_FORMATS  # noqa: E402,F401 - re-exported
+
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "mlctl"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mlctl"
+from mlctl.paths import cache_dir, config_dir  # noqa: E402,F401 - re-exported
 
 
 def config_path() -> Path:

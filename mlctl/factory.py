@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from mlctl.config import Config, Platform
 from mlctl.io import IO
+
+if TYPE_CHECKING:  # the config module (pathlib, YAML) loads only when a command reads settings
+    from mlctl.config import Config, Platform
 
 
 class Factory:
@@ -21,6 +24,8 @@ class Factory:
 
     @cached_property
     def config(self) -> Config:
+        from mlctl.config import Config
+
         return Config(flags=self.flags, env=self.env)
 
     @cached_property

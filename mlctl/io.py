@@ -8,7 +8,10 @@ from __future__ import annotations
 import io as _io
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 class IO:

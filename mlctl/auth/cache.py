@@ -12,11 +12,10 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
-from mlctl.config import cache_dir
+from mlctl.paths import cache_dir
 
 EARLY_REFRESH_SECONDS = 60  # refresh a token this long before it expires
 
@@ -102,6 +101,8 @@ class TokenCache:
             os.close(fd)
 
     def clear(self) -> None:
+        import shutil
+
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

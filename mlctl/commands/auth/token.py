@@ -17,10 +17,11 @@ def run(f) -> None:
     from mlctl.auth.cache import TokenCache, exec_credential
     from mlctl.errors import UsageError
 
-    cluster = f.config.get("cluster")
+    # kubeconfig entries pass both --platform and --cluster: then no config file or YAML is read at all
+    cluster = f.flags.get("cluster") or f.config.get("cluster")
     if not cluster:
         raise UsageError("--cluster is required", hint="e.g. mlctl token --cluster local")
-    platform = f.config.platform_name() or f.platform.name
+    platform = f.flags.get("platform") or f.config.platform_name() or f.platform.name
     cache = TokenCache(platform)
     entry = cache.fresh_cluster_token(cluster)
     if entry:
