@@ -6,7 +6,7 @@
 Both tools authenticate the same way (bob's Keycloak login; kubectl through mlctl's exec plugin), so the
 ratio compares the tools, not the credentials. The listed jobs are created suspended (runPolicy.suspend),
 so the training-operator makes no pods for them.
-Usage: python bench/train.py [--jobs 5000] [--runs 5]   (needs `mlctl sandbox up`)
+Usage: python bench/train.py [--jobs 5000] [--runs 5] [--keep]   (needs `mlctl sandbox up`)
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the namespace of listed jobs for a re-run")
     args = parser.parse_args()
 
     from mlctl.sandbox import core
@@ -116,6 +117,9 @@ def main() -> int:
     kubectl_list = [timed([kubectl, "--context", "mlctl-local", "get", "tfjobs", "-n", namespace], env)
                     for _ in range(args.runs)]
     listing = statistics.median(mlctl_list) / statistics.median(kubectl_list)
+    if not args.keep:
+        run([kubectl, f"--kubeconfig={admin}", "--context", "sandbox-local", "delete", "namespace", namespace,
+             "--wait=false"], env)
 
     print(f"median of {args.runs} runs each")
     print(f"  mlctl train SPEC          {statistics.median(mlctl_times) * 1000:8.1f} ms")

@@ -147,8 +147,9 @@ def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | N
     kind, replica_field, _ = FRAMEWORKS[spec.framework]
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "mlctl.io/spec-name": spec.name,
               "mlctl.io/user": label_value(user)}
+    # the GPU total rides along as an annotation so `mlctl train list` can show it from metadata alone
     annotations = {"mlctl.io/cluster": str(cluster.get("name", "")), "mlctl.io/spec-hash": spec.spec_hash,
-                   "mlctl.io/user": user}
+                   "mlctl.io/user": user, "mlctl.io/gpus": str(spec.workers * spec.resources.gpus)}
     if spec.output:
         annotations["mlctl.io/output"] = spec.output.url
     run_policy: dict[str, Any] = {"backoffLimit": spec.backoff_limit, "cleanPodPolicy": "None",

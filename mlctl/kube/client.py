@@ -62,3 +62,14 @@ def admin_client(kubeconfig: Path, context: str):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(kubeconfig), context=context)
+
+
+def rest_client(f, cluster_name: str | None = None):
+    """A KubeRest (standard-library client) for the cluster, as the logged-in user."""
+    from mlctl.auth.session import cache_for, cluster_token
+    from mlctl.kube.rest import KubeRest
+
+    cluster = f.platform.cluster(cluster_name or f.config.get("cluster"))
+    cache = cache_for(f)
+    return KubeRest(cluster["server"], _ca_file(f.platform.name, cluster),
+                    lambda: cluster_token(f, cluster, cache)[0], cluster["name"])

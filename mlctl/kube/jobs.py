@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -79,72 +78,100 @@ def replicas_summary(job: dict) -> str:
 
 
 class Jobs:
-    """Job operations in one namespace of one cluster (api is a kubernetes ApiClient)."""
+    """Job operations in one namespace of one cluster.
 
-    def __init__(self, api, namespace: str, cluster: str):
-        from kubernetes import client
+    rest (kube/rest.py) serves create/get/list/delete/pods/logs without importing the kubernetes package;
+    api_factory builds a kubernetes ApiClient on first use, for watches and events.
+    """
 
-        self.api, self.namespace, self.cluster = api, namespace, cluster
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
+    def __init__(self, rest, api_factory, namespace: str, cluster: str):
+        self.rest, self._api_factory = rest, api_factory
+        self.namespace, self.cluster = namespace, cluster
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = self._api_factory()
+        return self._api
+
+    def _path(self, kind: Kind, name: str | None = None) -> str:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{kind.plural}"
+        return f"{path}/{name}" if name else path
 
     def create(self, obj: dict, dry_run: bool = False) -> dict:
         kind = KINDS[obj["kind"]]
-        with kube_errors(f"creating {kind.short}/{obj['metadata']['name']}", self.cluster):
-            return self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, kind.plural, obj, dry_run="All" if dry_run else None,
-                field_manager="mlctl")
+        return self.rest.request("POST", self._path(kind), body=obj,
+                                 query={"fieldManager": "mlctl", "dryRun": "All" if dry_run else None},
+                                 what=f"creating {kind.short}/{obj['metadata']['name']}")
 
     def get(self, name: str, kinds: tuple[str, ...] = ("TFJob", "PyTorchJob")) -> dict:
-        from kubernetes.client.exceptions import ApiException
-
         from mlctl.errors import NotFound
 
         for k in kinds:
             try:
-                with kube_errors(f"reading job {name}", self.cluster):
-                    return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                                    KINDS[k].plural, name)
+                return self.rest.request("GET", self._path(KINDS[k], name), what=f"reading job {name}")
             except NotFound:
                 continue
-            except ApiException:
-                raise
         raise NotFound(f"job {name!r} not found in namespace {self.namespace} on cluster {self.cluster}",
                        hint="list your jobs with 'mlctl train list'")
 
+    def _pages(self, kind: Kind, selector: str | None, page_size: int, accept: str) -> Iterator[dict]:
+        token = None
+        while True:
+            page = self.rest.request("GET", self._path(kind), accept=accept, what=f"listing {kind.plural}",
+                                     query={"limit": page_size, "continue": token, "labelSelector": selector})
+            yield page
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
     def list(self, page_size: int = 500, selector: str | None = None) -> list[dict]:
-        """Every TFJob and PyTorchJob, paged with limit/continue; raw JSON, decoded once."""
+        """Every TFJob and PyTorchJob in full, paged with limit/continue."""
         items: list[dict] = []
         for kind in KINDS.values():
-            token = None
-            while True:
-                with kube_errors(f"listing {kind.plural}", self.cluster):
-                    resp = self.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, self.namespace, kind.plural, limit=page_size, _continue=token,
-                        label_selector=selector, _preload_content=False)
-                    data = json.loads(resp.data)
-                for item in data.get("items", []):
+            for page in self._pages(kind, selector, page_size, "application/json"):
+                for item in page.get("items", []):
                     item.setdefault("kind", kind.kind)
                     items.append(item)
-                token = (data.get("metadata") or {}).get("continue")
-                if not token:
-                    break
         return items
+
+    def list_rows(self, page_size: int = 500, selector: str | None = None) -> list[dict]:
+        """Only what the job table shows: the API server's Table rendering (name, state, age) plus each
+        job's metadata, as kubectl get asks for; far smaller than the full objects."""
+        from mlctl.kube.rest import TABLE
+
+        rows: list[dict] = []
+        for kind in KINDS.values():
+            for page in self._pages(kind, selector, page_size, TABLE):
+                names = [c["name"].lower() for c in page.get("columnDefinitions", [])]
+                for row in page.get("rows", []):
+                    cells = dict(zip(names, row.get("cells", []), strict=False))
+                    meta = (row.get("object") or {}).get("metadata") or {}
+                    rows.append({"kind": kind.kind, "metadata": meta, "state": cells.get("state") or "Pending"})
+        return rows
 
     def delete(self, job: dict) -> None:
         kind = KINDS[job["kind"]]
-        with kube_errors(f"deleting {kind.short}/{job['metadata']['name']}", self.cluster):
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, kind.plural,
-                                                        job["metadata"]["name"], propagation_policy="Background")
+        self.rest.request("DELETE", self._path(kind, job["metadata"]["name"]),
+                          body={"propagationPolicy": "Background"},
+                          what=f"deleting {kind.short}/{job['metadata']['name']}")
 
-    def pods(self, name: str) -> list:
-        with kube_errors(f"listing pods of job {name}", self.cluster):
-            return self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+    def pods(self, name: str) -> list[dict]:
+        return self.rest.request("GET", f"/api/v1/namespaces/{self.namespace}/pods",
+                                 query={"labelSelector": f"{JOB_NAME_LABEL}={name}"},
+                                 what=f"listing pods of job {name}").get("items", [])
+
+    def quotas(self) -> list[dict]:
+        return self.rest.request("GET", f"/api/v1/namespaces/{self.namespace}/resourcequotas",
+                                 what="reading the namespace quota").get("items", [])
 
     def events(self, job: dict) -> list:
-        names = {job["metadata"]["name"]} | {p.metadata.name for p in self.pods(job["metadata"]["name"])}
+        from kubernetes import client
+
+        names = {job["metadata"]["name"]} | {p["metadata"]["name"] for p in self.pods(job["metadata"]["name"])}
         with kube_errors("listing events", self.cluster):
-            events = self.core.list_namespaced_event(self.namespace).items
+            events = client.CoreV1Api(self.api).list_namespaced_event(self.namespace).items
         events = [e for e in events if e.involved_object and e.involved_object.name in names]
         return sorted(events, key=lambda e: (e.last_timestamp or e.event_time or e.metadata.creation_timestamp))
 
@@ -154,9 +181,10 @@ class Jobs:
         A dropped watch is resumed from the last resourceVersion; if that is too old (410), the job is read
         again and the watch restarts from there.
         """
-        from kubernetes import watch
+        from kubernetes import client, watch
         from kubernetes.client.exceptions import ApiException
 
+        custom = client.CustomObjectsApi(self.api)
         kind = KINDS[job["kind"]]
         name = job["metadata"]["name"]
         version = job["metadata"].get("resourceVersion")
@@ -168,7 +196,7 @@ class Jobs:
         while deadline is None or time.monotonic() < deadline:
             w = watch.Watch()
             try:
-                for event in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                for event in w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
                                       kind.plural, field_selector=f"metadata.name={name}",
                                       resource_version=version, timeout_seconds=30):
                     failures = 0
@@ -210,22 +238,8 @@ class Jobs:
                 time.sleep(min(5.0, 0.5 * failures))
 
     def stream_logs(self, pod: str, follow: bool, container: str | None = None) -> Iterator[str]:
-        with kube_errors(f"reading logs of pod {pod}", self.cluster):
-            resp = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, follow=follow,
-                                                     _preload_content=False)
-        try:
-            for line in _lines(resp):
-                yield line if isinstance(line, str) else line.decode(errors="replace")
-        finally:
-            resp.release_conn()
+        yield from self.rest.lines(f"/api/v1/namespaces/{self.namespace}/pods/{pod}/log",
+                                   query={"follow": "true" if follow else None, "container": container},
+                                   what=f"reading logs of pod {pod}")
 
 
-def _lines(resp) -> Iterator[str]:
-    buffer = b""
-    for chunk in resp.stream(1024):
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            yield line.decode(errors="replace") + "\n"
-    if buffer:
-        yield buffer.decode(errors="replace")

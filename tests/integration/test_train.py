@@ -92,7 +92,10 @@ def test_pytorchjob_wait_succeeds_and_verbs_work(bob, tmp_path):
     assert f"pytorchjob/{name}" in mlctl("train", "list", "-o", "name").out
     table = mlctl("train", "list").out
     row = next(line for line in table.splitlines() if line.startswith(name))
-    assert row.split()[1:4] == ["PyTorchJob", "Succeeded", "3/3"]
+    assert row.split()[1:4] == ["PyTorchJob", "Succeeded", "3"]  # kind, state, GPUs
+    wide = mlctl("train", "list", "-o", "wide").out
+    row = next(line for line in wide.splitlines() if line.startswith(name))
+    assert row.split()[1:5] == ["PyTorchJob", "Succeeded", "3/3", "3"]  # kind, state, done, GPUs
     assert "Master" in mlctl("train", "describe", name).out
     logs = mlctl("train", "logs", name, "--replica", "worker-1")
     assert logs.code == 0 and logs.out

@@ -51,7 +51,12 @@ def target(f, cluster: str | None = None, user: str | None = None) -> Target:
 
 
 def jobs_for(f, t: Target):
-    from mlctl.kube.client import api_client
+    from mlctl.kube.client import rest_client
     from mlctl.kube.jobs import Jobs
 
-    return Jobs(api_client(f, t.cluster["name"]), t.namespace, t.cluster["name"])
+    def api():
+        from mlctl.kube.client import api_client
+
+        return api_client(f, t.cluster["name"])
+
+    return Jobs(rest_client(f, t.cluster["name"]), api, t.namespace, t.cluster["name"])

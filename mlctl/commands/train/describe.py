@@ -32,8 +32,9 @@ def run(f, name: str) -> None:
     for key, value in sorted((meta.get("labels") or {}).items()):
         io.out(f"Label:      {key}={value}")
     io.out("Pods:")
-    for p in sorted(pods, key=lambda p: p.metadata.name):
-        io.out(f"  {p.metadata.name:<40} {p.status.phase:<10} {p.spec.node_name or '-'}")
+    for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        phase = (p.get("status") or {}).get("phase", "-")
+        io.out(f"  {p['metadata']['name']:<40} {phase:<10} {(p.get('spec') or {}).get('nodeName') or '-'}")
     io.out("Events:")
     for e in events[-20:]:
         io.out(f"  {e.type:<8} {e.reason:<20} {e.involved_object.name}: {(e.message or '').strip()}")

@@ -19,10 +19,14 @@ def lead_pod(jobs, job: dict) -> str | None:
 
     kind = KINDS[job["kind"]]
     pods = jobs.pods(job["metadata"]["name"])
-    lead = [p for p in pods if (p.metadata.labels or {}).get(REPLICA_TYPE_LABEL, "").lower() == kind.lead.lower()
-            and (p.metadata.labels or {}).get(REPLICA_INDEX_LABEL, "0") == "0"]
-    chosen = lead or sorted(pods, key=lambda p: p.metadata.name)
-    return chosen[0].metadata.name if chosen else None
+
+    def labels(p):
+        return p["metadata"].get("labels") or {}
+
+    lead = [p for p in pods if labels(p).get(REPLICA_TYPE_LABEL, "").lower() == kind.lead.lower()
+            and labels(p).get(REPLICA_INDEX_LABEL, "0") == "0"]
+    chosen = lead or sorted(pods, key=lambda p: p["metadata"]["name"])
+    return chosen[0]["metadata"]["name"] if chosen else None
 
 
 def _stream(f, jobs, pod: str, stop: threading.Event) -> None:

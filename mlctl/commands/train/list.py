@@ -40,17 +40,29 @@ def _gpus(job):
     return total
 
 
-STATE_STYLE = {"Succeeded": "green", "Failed": "red", "Running": "cyan"}
+def _annotated_gpus(job):
+    value = (job["metadata"].get("annotations") or {}).get("mlctl.io/gpus")
+    return value if value is not None else "-"
 
+
+# Default table: what the API server's Table rendering and the job metadata give (no full objects).
 COLUMNS = [
+    Column("name", lambda j: j["metadata"]["name"], style="bold"),
+    Column("kind", lambda j: j.get("kind")),
+    Column("state", lambda j: j["state"]),
+    Column("gpus", _annotated_gpus),
+    Column("age", _created),
+]
+# -o wide needs the full objects (replica counts live in .status).
+WIDE = [
     Column("name", lambda j: j["metadata"]["name"], style="bold"),
     Column("kind", lambda j: j.get("kind")),
     Column("state", _state),
     Column("done", _replicas),
     Column("gpus", _gpus),
     Column("age", _created),
-    Column("spec", lambda j: (j["metadata"].get("labels") or {}).get("mlctl.io/spec-name"), wide=True),
-    Column("namespace", lambda j: j["metadata"].get("namespace"), wide=True),
+    Column("spec", lambda j: (j["metadata"].get("labels") or {}).get("mlctl.io/spec-name")),
+    Column("namespace", lambda j: j["metadata"].get("namespace")),
 ]
 
 
@@ -58,9 +70,12 @@ def run(f, selector: str | None) -> None:
     from mlctl.commands.train.common import jobs_for, target
 
     t = target(f)
-    jobs = jobs_for(f, t).list(selector=selector)
-    jobs.sort(key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]))
-    print_list(f.io, jobs, COLUMNS, f.output, name=lambda j: f"{j['kind'].lower()}/{j['metadata']['name']}",
+    jobs = jobs_for(f, t)
+    full = f.output in ("wide", "json", "yaml")
+    items = jobs.list(selector=selector) if full else jobs.list_rows(selector=selector)
+    items.sort(key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]))
+    print_list(f.io, items, WIDE if full else COLUMNS, f.output,
+               name=lambda j: f"{j['kind'].lower()}/{j['metadata']['name']}",
                empty=f"No training jobs in {t.namespace} on cluster {t.cluster['name']}.")
 
 

@@ -21,11 +21,11 @@ def run(f, name: str, follow: bool, replica: str | None) -> None:
         if not rtype or not index.isdigit():
             rtype, index = replica.lower(), "0"
         pods = [p for p in jobs.pods(name)
-                if (p.metadata.labels or {}).get(REPLICA_TYPE_LABEL, "").lower() == rtype
-                and (p.metadata.labels or {}).get(REPLICA_INDEX_LABEL) == index]
+                if (p["metadata"].get("labels") or {}).get(REPLICA_TYPE_LABEL, "").lower() == rtype
+                and (p["metadata"].get("labels") or {}).get(REPLICA_INDEX_LABEL) == index]
         if not pods:
             raise NotFound(f"job {name} has no replica {replica}", hint="replicas look like chief-0, worker-3")
-        pod = pods[0].metadata.name
+        pod = pods[0]["metadata"]["name"]
     else:
         pod = lead_pod(jobs, job)
     if not pod:

@@ -24,15 +24,14 @@ class Options:
 def quotas(f, jobs) -> list[dict]:
     """The namespace's ResourceQuotas as {name, hard, used}; none readable means no quota check."""
     from mlctl.errors import Forbidden
-    from mlctl.kube.errors import kube_errors
 
     try:
-        with kube_errors("reading the namespace quota", jobs.cluster):
-            items = jobs.core.list_namespaced_resource_quota(jobs.namespace).items
+        items = jobs.quotas()
     except Forbidden:
         return []
-    return [{"name": q.metadata.name, "hard": dict((q.status and q.status.hard) or q.spec.hard or {}),
-             "used": dict((q.status and q.status.used) or {})} for q in items]
+    return [{"name": q["metadata"]["name"],
+             "hard": dict((q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}),
+             "used": dict((q.get("status") or {}).get("used") or {})} for q in items]
 
 
 def run(f, opts: Options) -> None:
