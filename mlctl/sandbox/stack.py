@@ -108,6 +108,23 @@ def _install_tenancy(kubeconfig: Path, platform_doc: dict, cluster: str) -> None
         client.close()
 
 
+def _ensure_operator_binary(root: Path) -> None:
+    """Build the training-operator once (cached by version like the control plane's binaries)."""
+    import os
+    import subprocess
+
+    from mlctl.sandbox.procs import SandboxError
+
+    if os.access(training.binary(), os.X_OK):
+        return
+    log = root / "logs" / "build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        result = subprocess.run([str(core.source_dir() / "build.sh"), "training_operator"], stdout=out, stderr=out)
+    if result.returncode != 0 or not os.access(training.binary(), os.X_OK):
+        raise SandboxError(f"building the training-operator failed (see {log})")
+
+
 def up(root: Path | None = None) -> dict:
     started = time.monotonic()
     root = Path(root or core.state_dir())
@@ -125,6 +142,7 @@ def up(root: Path | None = None) -> dict:
     state = State.load(root)  # core.up recorded its processes; continue from what is on disk
     _platform_identity(root, kc)
     kubeconfig = root / "kubeconfig"
+    _ensure_operator_binary(root)
     operators = {}
     platform_doc = yaml.safe_load((root / "platform.yaml").read_text())
     for cluster in core.CLUSTERS:
