@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test test-fast test-integration lint generate sandbox sandbox-down bench clean
+.PHONY: all install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync clean
 
 all: test
 
@@ -46,8 +46,15 @@ sandbox: install
 sandbox-down: install
 	$(BIN)/mlctl sandbox down
 
+## Start-up ratios (no sandbox needed); bench-train and bench-sync need `make sandbox`.
 bench: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/startup.py
+
+bench-train: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/train.py
+
+bench-sync: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/admin_sync.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
