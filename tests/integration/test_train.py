@@ -158,3 +158,23 @@ def test_watch_resumes_after_apiserver_restart(bob, sandbox, tmp_path):
     out, err = waiter.communicate(timeout=200)
     assert waiter.returncode == 0, err
     assert f"tfjob/{name} succeeded" in err
+
+
+def test_ctrl_c_stops_following_not_the_job(bob, tmp_path):
+    import os
+    import signal
+
+    path, name = spec(tmp_path, simulate={"runSeconds": 8})
+    proc = subprocess.Popen([MLCTL, "train", path, "--cluster", "local", "--follow"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    seen = ""
+    while "Running" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"mlctl exited early: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "keeps running" in err and "Traceback" not in err
+    r = mlctl("train", "wait", name, "--timeout", "120")
+    assert r.code == 0 and f"tfjob/{name} succeeded" in r.err
