@@ -14,3 +14,16 @@ def config_dir() -> Path:
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mlctl"
+
+
+def cached_ca_file(name: str, data_b64: str) -> Path:
+    """A CA bundle from a platform document (base64 PEM) written to the cache, for clients that need a
+    file; rewritten only when it changed."""
+    import base64
+
+    pem = base64.b64decode(data_b64)
+    path = cache_dir() / "ca" / f"{name}.crt"
+    if not path.exists() or path.read_bytes() != pem:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pem)
+    return path

@@ -6,14 +6,13 @@ cache first and only imports Keycloak's client when a token must be refreshed or
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from pathlib import Path
 
 from mlctl.auth.cache import EARLY_REFRESH_SECONDS, TokenCache, jwt_claims
-from mlctl.config import cache_dir
 from mlctl.errors import AuthError
+from mlctl.paths import cached_ca_file
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +27,7 @@ def keycloak_ca_file(f) -> Path | None:
     data = kc.get("certificateAuthorityData")
     if not data:
         return Path(kc["caFile"]) if kc.get("caFile") else None
-    pem = base64.b64decode(data)
-    path = cache_dir() / "ca" / f"{f.platform.name}-keycloak.crt"
-    if not path.exists() or path.read_bytes() != pem:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pem)
-    return path
+    return cached_ca_file(f"{f.platform.name}-keycloak", data)
 
 
 def sso_for(f):

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
-from mlctl.config import cache_dir
+from mlctl.paths import cached_ca_file
 
 
 def _ca_file(platform_name: str, cluster: dict) -> str | None:
     data = cluster.get("certificateAuthorityData")
     if not data:
         return None
-    pem = base64.b64decode(data)
-    path = cache_dir() / "ca" / f"{platform_name}-{cluster['name']}.crt"
-    if not path.exists() or path.read_bytes() != pem:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pem)
-    return str(path)
+    return str(cached_ca_file(f"{platform_name}-{cluster['name']}", data))
 
 
 def quiet_urllib3() -> None:
