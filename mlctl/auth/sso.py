@@ -102,25 +102,22 @@ class Sso:
         deadline = now() + int(device.get("expires_in") or 600)
         while now() < deadline:
             sleep(interval)
-            try:
-                with self.errors("device login"):
-                    try:
-                        return self.oidc.token(grant_type="urn:ietf:params:oauth:grant-type:device_code",
-                                               device_code=device["device_code"])
-                    except kc.KeycloakError as e:
-                        detail = _error_detail(e)
-                        if "authorization_pending" in detail:
-                            continue
-                        if "slow_down" in detail:
-                            interval += 5
-                            continue
-                        if "expired_token" in detail:
-                            break
-                        if "access_denied" in detail:
-                            raise AuthError("the device login was denied in the browser") from e
-                        raise
-            except AuthError:
-                raise
+            with self.errors("device login"):
+                try:
+                    return self.oidc.token(grant_type="urn:ietf:params:oauth:grant-type:device_code",
+                                           device_code=device["device_code"])
+                except kc.KeycloakError as e:
+                    detail = _error_detail(e)
+                    if "authorization_pending" in detail:
+                        continue
+                    if "slow_down" in detail:
+                        interval += 5
+                        continue
+                    if "expired_token" in detail:
+                        break
+                    if "access_denied" in detail:
+                        raise AuthError("the device login was denied in the browser") from e
+                    raise
         raise AuthError("the device code expired before the login was approved",
                         hint="run 'mlctl login --device' again and approve it in time")
 

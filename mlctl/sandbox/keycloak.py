@@ -255,7 +255,7 @@ def _ready(management_url: str, ca_file: str) -> bool:
         return False
 
 
-def start(state: procs.State, kdc_info: dict, *, timeout: float = 180, wait: bool = True) -> dict:
+def start(state: procs.State, kdc_info: dict, *, timeout: float = 180) -> dict:
     """Build (once), start (unless running) and set up Keycloak; return its issuer, url, client ids, CA file.
 
     The returned dict also carries "startup_seconds" (time from launch to a ready realm, 0.0 if it was
@@ -294,10 +294,6 @@ def start(state: procs.State, kdc_info: dict, *, timeout: float = 180, wait: boo
             ]),
         }
         state.start(PROCESS, argv, env=env, cwd=paths["dir"])
-    if not wait:
-        # the caller starts other servers meanwhile and calls start() again to wait and set up the realm
-        out["startup_seconds"] = None
-        return out
     procs.wait_until(lambda: _ready(out["management_url"], out["ca_file"]), timeout,
                      f"Keycloak on port {port}", state, PROCESS)
     _setup_realm(out["url"], out["ca_file"], kdc_info, paths)

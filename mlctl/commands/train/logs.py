@@ -10,7 +10,7 @@ from mlctl.cli import mlctl_command
 def run(f, name: str, follow: bool, replica: str | None) -> None:
     from mlctl.commands.train.common import jobs_for, target
     from mlctl.commands.train.follow import lead_pod
-    from mlctl.errors import NotFound, UsageError
+    from mlctl.errors import NotFound
     from mlctl.kube.jobs import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
 
     t = target(f)
@@ -30,8 +30,6 @@ def run(f, name: str, follow: bool, replica: str | None) -> None:
         pod = lead_pod(jobs, job)
     if not pod:
         raise NotFound(f"job {name} has no pods yet", hint=f"see 'mlctl train events {name}'")
-    if replica == "":
-        raise UsageError("--replica needs a value like worker-1")
     try:
         for line in jobs.stream_logs(pod, follow=follow):
             f.io.stdout.write(line)
