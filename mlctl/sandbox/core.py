@@ -105,17 +105,23 @@ def ensure_binaries(src: Path | None = None, log: Path | None = None) -> dict[st
     paths = binaries(src)
     if all(os.access(p, os.X_OK) for p in paths.values()):
         return paths
+    build(["etcd", "kubernetes", "kwok"], paths.values(), src, log)
+    return paths
+
+
+def build(components: list[str], outputs, src: Path | None = None, log: Path | None = None) -> None:
+    """Run sandbox/build.sh for components (cached by version); raise unless every output is executable."""
+    src = src or source_dir()
     script = src / "build.sh"
     if not script.exists():
         raise SandboxError(f"{script} not found; set MLCTL_SANDBOX_SRC to the repository's sandbox/ directory")
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
-        result = subprocess.run([str(script), "etcd", "kubernetes", "kwok"], stdout=out, stderr=out)
-    missing = [name for name, p in paths.items() if not os.access(p, os.X_OK)]
+        result = subprocess.run([str(script), *components], stdout=out, stderr=out)
+    missing = [Path(p).name for p in outputs if not os.access(p, os.X_OK)]
     if result.returncode != 0 or missing:
         where = f" (see {log})" if log else ""
         raise SandboxError(f"building the sandbox binaries failed{where}: missing {', '.join(missing)}")
-    return paths
 
 
 # ---- files -----------------------------------------------------------------------------------------------
@@ -271,15 +277,21 @@ def _stop_timeout(name: str) -> float:
     return 3.0 if name.endswith("-kube-apiserver") else 15.0
 
 
-def _https_get(port: int, path: str, certs: dict | None, timeout: float = 2.0) -> tuple[int, str]:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # not create_default_context: no system CA store needed
-    if certs:
-        ctx.load_verify_locations(certs["ca"][0])
-        ctx.load_cert_chain(*certs["admin"])
-    else:  # controller-manager and scheduler: only their liveness matters here
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+def _get(port: int, path: str, tls: bool = True, certs: dict | None = None,
+         timeout: float = 2.0) -> tuple[int, str]:
+    """GET path on 127.0.0.1:port; over TLS with the admin client cert when certs are given (apiservers),
+    over TLS without verification for liveness probes (controller-manager, scheduler), or plain (etcd)."""
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # not create_default_context: no system CA store needed
+        if certs:
+            ctx.load_verify_locations(certs["ca"][0])
+            ctx.load_cert_chain(*certs["admin"])
+        else:  # controller-manager and scheduler: only their liveness matters here
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -288,19 +300,9 @@ def _https_get(port: int, path: str, certs: dict | None, timeout: float = 2.0) -
         conn.close()
 
 
-def _http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def _healthy(*args, **kwargs) -> bool:
     try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace").strip()
-    finally:
-        conn.close()
-
-
-def _healthy(get, *args) -> bool:
-    try:
-        status, _ = get(*args)
+        status, _ = _get(*args, **kwargs)
     except (OSError, http.client.HTTPException, ssl.SSLError):
         return False
     return status == 200
@@ -447,14 +449,14 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
             actions[name] = _ensure(state, name, argv, [kubeconfig, stages, logs_config],
                                     ports[cluster][comp])
 
-    wait_until(lambda: _healthy(_http_get, etcd_port, "/health"), timeout, "etcd /health", state, "etcd")
+    wait_until(lambda: _healthy(etcd_port, "/health", tls=False), timeout, "etcd /health", state, "etcd")
     clients = {}
     node_counts = {}
     try:
         for cluster in CLUSTERS:
             name = _name(cluster, "kube-apiserver")
             port = ports[cluster]["kube-apiserver"]
-            wait_until(lambda p=port: _healthy(_https_get, p, "/readyz", certs), timeout,
+            wait_until(lambda p=port: _healthy(p, "/readyz", certs=certs), timeout,
                        f"{name} /readyz", state, name)
         from mlctl.sandbox import kubeclient
 
@@ -468,7 +470,7 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
             node_counts[cluster] = expected
             for comp in ("kube-controller-manager", "kube-scheduler"):
                 name = _name(cluster, comp)
-                wait_until(lambda p=ports[cluster][comp]: _healthy(_https_get, p, "/healthz", None), timeout,
+                wait_until(lambda p=ports[cluster][comp]: _healthy(p, "/healthz"), timeout,
                            f"{name} /healthz", state, name)
             wait_until(lambda c=cluster: kubeclient.has_service_account(clients[c], "default", "default"),
                        timeout, f"the default service account in cluster {cluster}", state,
@@ -539,7 +541,7 @@ def status(state_dir: Path | str | None = None) -> dict:
                        "healthy": False, "readyz": "not started"}
         if port and certs and state.is_running(_name(cluster, "kube-apiserver")):
             try:
-                code, body = _https_get(port, "/readyz", certs)
+                code, body = _get(port, "/readyz", certs=certs)
                 entry["healthy"] = code == 200
                 entry["readyz"] = body if code == 200 else f"HTTP {code}: {body[:200]}"
             except (OSError, http.client.HTTPException, ssl.SSLError) as exc:

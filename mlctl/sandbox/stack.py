@@ -111,18 +111,11 @@ def _install_tenancy(kubeconfig: Path, platform_doc: dict, cluster: str) -> None
 def _ensure_operator_binary(root: Path) -> None:
     """Build the training-operator once (cached by version like the control plane's binaries)."""
     import os
-    import subprocess
 
-    from mlctl.sandbox.procs import SandboxError
-
-    if os.access(training.binary(), os.X_OK):
-        return
-    log = root / "logs" / "build.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        result = subprocess.run([str(core.source_dir() / "build.sh"), "training_operator"], stdout=out, stderr=out)
-    if result.returncode != 0 or not os.access(training.binary(), os.X_OK):
-        raise SandboxError(f"building the training-operator failed (see {log})")
+    if not os.access(training.binary(), os.X_OK):
+        log = root / "logs" / "build.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        core.build(["training_operator"], [training.binary()], log=log)
 
 
 def up(root: Path | None = None) -> dict:
