@@ -17,21 +17,11 @@ import uuid
 import pytest
 
 from tests.conftest import mlctl
+from tests.integration.conftest import _unavailable
 
 pytestmark = pytest.mark.integration
 
 GPU_GROUP = {"mlctl.io/quota.requests.nvidia.com/gpu": ["8"], "mlctl.io/quota.requests.memory": ["64Gi"]}
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _missing(reason: str):
-    """A part of the sandbox this test needs is not there: a failure under CI, a skip elsewhere."""
-    if _ci():
-        pytest.fail(f"sandbox incomplete under CI: {reason}", pytrace=False)
-    pytest.skip(f"sandbox incomplete: {reason}")
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
@@ -289,7 +279,7 @@ def test_dry_run_server_writes_nothing(kube, people):
 def keycloak(sandbox):
     kc = sandbox.platform.get("keycloak")
     if not kc or not kc.get("issuer"):
-        _missing("the platform document has no keycloak section (Keycloak not wired into `sandbox up`)")
+        _unavailable("the platform document has no keycloak section (Keycloak not wired into `sandbox up`)")
     from mlctl.sandbox import keycloak as sandbox_keycloak
 
     return {"doc": kc, "admin_secret": sandbox_keycloak.ADMIN_CLIENT_SECRET,
