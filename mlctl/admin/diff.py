@@ -1,7 +1,13 @@
-"""Which live objects need a server-side apply (pure): an object is applied only when it is missing, when a
-field mlctl sets differs from the live value, or when the field set mlctl-admin-sync manages (its
-managedFields entry) is not the field set mlctl would apply now (so a field mlctl stopped setting is
-removed). Quantities compare by value ("1.5" equals "1500m"); fields the server added are ignored.
+"""Which live objects need a write (pure): an object is written only when it is missing, when a field mlctl
+sets differs from the live value, or when the field set mlctl-admin-sync manages (its managedFields entries)
+is not the field set mlctl would apply now (so a field mlctl stopped setting is removed). Quantities compare
+by value ("1.5" equals "1500m"); fields the server added are ignored.
+
+A missing object is created with a POST (about a third cheaper for the API server than a server-side apply
+that creates), which leaves an `Update` entry of mlctl-admin-sync; the first time such an object needs an
+update, adoption_patch turns that entry into the manager's `Apply` entry (as kubectl does when it upgrades
+client-side-applied objects), so that the server-side apply that follows removes fields mlctl stopped
+setting.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from mlctl.jobs.quantity import QuantityError, parse_quantity
 Path = tuple[str, ...]
 # Fields every object names but managedFields never lists.
 _IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
+# Fields the API server sets itself on create; a create's Update entry lists them, mlctl never applies them.
+SERVER_SET: set[Path] = {("metadata", "labels", "kubernetes.io/metadata.name")}
 
 
 def desired_paths(obj: dict, prefix: Path = ()) -> set[Path]:
@@ -47,13 +55,62 @@ def _fields_paths(fields: dict, prefix: Path = ()) -> set[Path]:
     return out
 
 
+def _own_entries(live: dict, manager: str, operation: str) -> list[int]:
+    """Indexes of manager's managedFields entries of operation on the object itself (not a subresource)."""
+    return [i for i, e in enumerate((live.get("metadata") or {}).get("managedFields") or [])
+            if e.get("manager") == manager and e.get("operation") == operation and not e.get("subresource")]
+
+
 def managed_paths(live: dict, manager: str) -> set[Path] | None:
-    """The leaf paths manager owns through Apply on live, or None when it owns none."""
+    """The leaf paths manager owns on live (through Apply, or through the Update of its create), or None
+    when it owns none."""
+    entries = (live.get("metadata") or {}).get("managedFields") or []
     paths: set[Path] | None = None
-    for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") == manager and entry.get("operation") == "Apply":
-            paths = (paths or set()) | _fields_paths(entry.get("fieldsV1") or {})
-    return paths
+    for i in _own_entries(live, manager, "Apply") + _own_entries(live, manager, "Update"):
+        paths = (paths or set()) | _fields_paths(entries[i].get("fieldsV1") or {})
+    return None if paths is None else paths - SERVER_SET
+
+
+def _union(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _union(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def _without(fields: dict, path: Path) -> dict:
+    """fieldsV1 without the leaf at path (f: keys)."""
+    head = "f:" + path[0]
+    if head not in fields:
+        return fields
+    out = dict(fields)
+    if len(path) == 1:
+        del out[head]
+    elif isinstance(out[head], dict):
+        out[head] = _without(out[head], path[1:])
+    return out
+
+
+def adoption_patch(live: dict, manager: str) -> list[dict] | None:
+    """A JSON patch that makes manager's Update entries (left by its creates) part of its Apply entry, or None
+    when it has no Update entry. It replaces managedFields whole and sets the resourceVersion the entries were
+    read at, so the server answers 409 Conflict if the object changed meanwhile."""
+    meta = live.get("metadata") or {}
+    entries = [dict(e) for e in meta.get("managedFields") or []]
+    updates = _own_entries(live, manager, "Update")
+    if not updates:
+        return None
+    applies = _own_entries(live, manager, "Apply")
+    target = applies[0] if applies else updates[0]
+    fields = entries[target].get("fieldsV1") or {}
+    for i in updates:
+        fields = _union(fields, entries[i].get("fieldsV1") or {})
+    for path in SERVER_SET:
+        fields = _without(fields, path)
+    entries[target] = {**entries[target], "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": fields}
+    kept = [e for i, e in enumerate(entries) if i == target or i not in updates]
+    return [{"op": "replace", "path": "/metadata/managedFields", "value": kept},
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}]
 
 
 def _covers(path: Path, others: set[Path]) -> bool:

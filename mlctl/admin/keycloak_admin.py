@@ -7,6 +7,8 @@ member list (not from each user's group list).
 
 from __future__ import annotations
 
+import threading
+
 from mlctl.admin.desired import Directory, User
 
 PAGE = 1000
@@ -37,14 +39,19 @@ def group_name(group: dict) -> str:
     return path or str(group.get("name"))
 
 
-def read_directory(admin) -> tuple[Directory, int]:
-    """The directory, and the number of admin API requests it took. admin: a KeycloakAdmin (or a fake)."""
+def read_directory(admin, workers: int = 8) -> tuple[Directory, int]:
+    """The directory, and the number of admin API requests it took. admin: a KeycloakAdmin (or a fake).
+    Group member lists are read by `workers` threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     calls = 0
+    lock = threading.Lock()
 
     def counted(fn):
         def call(*args, **kwargs):
             nonlocal calls
-            calls += 1
+            with lock:
+                calls += 1
             return fn(*args, **kwargs)
 
         return call
@@ -53,14 +60,16 @@ def read_directory(admin) -> tuple[Directory, int]:
              for u in _paged(counted(admin.get_users), {"briefRepresentation": True})]
     # briefRepresentation=false brings the attributes; subgroups are fetched (and counted) by python-keycloak
     top = _paged(counted(lambda q: admin.get_groups(q, full_hierarchy=False)), {"briefRepresentation": False})
-    groups: dict[str, dict] = {}
-    members: dict[str, set[str]] = {}
-    for g in _flatten(top):
-        name = group_name(g)
-        groups[name] = g.get("attributes") or {}
-        members[name] = {u["username"] for u in
-                         _paged(counted(lambda q, gid=g["id"]: admin.get_group_members(gid, q)),
-                                {"briefRepresentation": True})}
+    every = _flatten(top)
+
+    def members_of(g: dict) -> set[str]:
+        return {u["username"] for u in _paged(counted(lambda q: admin.get_group_members(g["id"], q)),
+                                              {"briefRepresentation": True})}
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="keycloak") as pool:
+        member_sets = list(pool.map(members_of, every))
+    groups = {group_name(g): g.get("attributes") or {} for g in every}
+    members = {group_name(g): m for g, m in zip(every, member_sets, strict=True)}
     return Directory(users, groups, members), calls
 
 
@@ -76,7 +85,7 @@ def keycloak_admin(keycloak: dict, client_id: str, secret: str, ca_file: str | N
     server, realm = issuer.split("/realms/", 1)
     conn = KeycloakOpenIDConnection(server_url=server + "/", realm_name=realm, client_id=client_id,
                                     client_secret_key=secret, grant_type="client_credentials",
-                                    verify=ca_file or True, timeout=60, pool_maxsize=4)
+                                    verify=ca_file or True, timeout=60, pool_maxsize=8)
     return KeycloakAdmin(connection=conn)
 
 

@@ -1,5 +1,5 @@
-"""Raw Kubernetes REST for admin work: whole-kind LISTs, server-side apply, deletes, status patches and
-the Lease, over one kubernetes ApiClient per cluster. Every request is counted (by verb and kind), which
+"""Raw Kubernetes REST for admin work: whole-kind LISTs, creates, server-side apply, JSON patches, deletes,
+status patches and the Lease, over one kubernetes ApiClient per cluster. Every request is counted (by verb and kind), which
 `admin sync -v` and bench/admin_sync.py report.
 """
 
@@ -133,9 +133,11 @@ class KubeApi:
         return self._call("PATCH", KINDS[kind].path(meta.get("namespace"), meta["name"]), kind, query,
                           body=obj, content_type="application/apply-patch+yaml")
 
-    def create(self, obj: dict, *, dry_run: bool = False, strict: bool = True) -> dict:
+    def create(self, obj: dict, *, dry_run: bool = False, strict: bool = True, manager: str | None = None) -> dict:
         kind = obj["kind"]
         query = [("fieldValidation", "Strict")] if strict else []
+        if manager:
+            query.append(("fieldManager", manager))
         if dry_run:
             query.append(("dryRun", "All"))
         return self._call("POST", KINDS[kind].path(obj["metadata"].get("namespace")), kind, query, body=obj)
@@ -144,6 +146,11 @@ class KubeApi:
         meta = obj["metadata"]
         return self._call("PUT", KINDS[obj["kind"]].path(meta.get("namespace"), meta["name"]), obj["kind"],
                           body=obj)
+
+    def patch_json(self, kind: str, name: str, namespace: str | None, ops: list[dict]) -> dict:
+        """A JSON patch (RFC 6902) of the object itself."""
+        return self._call("PATCH", KINDS[kind].path(namespace, name), kind, body=ops,
+                          content_type="application/json-patch+json")
 
     def patch_status(self, kind: str, name: str, namespace: str, patch: dict, *, dry_run: bool = False) -> dict:
         query = [("dryRun", "All")] if dry_run else []

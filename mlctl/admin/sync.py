@@ -1,9 +1,9 @@
 """`mlctl admin sync`: make every cluster's tenancy match Keycloak, with few requests, safely under cron.
 
 Per cluster: ONE label-selected LIST per kind (namespaces, resourcequotas, rolebindings, limitranges; all
-quotarequests, as the CRD is mlctl's own), the desired state computed purely (desired.py), and a
-server-side apply (field manager mlctl-admin-sync, force) only of the objects diff.needs_apply says differ,
-namespaces first, then the rest, from a thread pool. Nothing is read per namespace, so a re-sync that
+quotarequests, as the CRD is mlctl's own), the desired state computed purely (desired.py), and writes only
+of the objects diff.needs_apply says differ, namespaces first, then the rest, from a thread pool: a POST
+for a missing object, a server-side apply (field manager mlctl-admin-sync, force) for one that differs. Nothing is read per namespace, so a re-sync that
 changes nothing costs a constant number of requests. A Lease in the home cluster keeps runs from
 overlapping; every step is idempotent, so a run that crashed half-way is finished by the next one.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from mlctl.admin import objects
 from mlctl.admin.desired import DesiredState, Directory, Key, describe, desired_state, key_of
-from mlctl.admin.diff import needs_apply, unified
+from mlctl.admin.diff import adoption_patch, needs_apply, unified
 from mlctl.admin.objects import FIELD_MANAGER, SELECTOR, TENANT_LABEL, Settings
 from mlctl.errors import MlctlError
 
@@ -152,7 +152,7 @@ def sync_cluster(api, directory: Directory, settings: Settings, opts: SyncOption
                 change["note"] = "namespace is new: not checked by the server"
             elif opts.dry_run == "server" or not dry:
                 guard.check()
-                api.apply(obj, FIELD_MANAGER, force=True, dry_run=opts.dry_run == "server")
+                _write(api, key, obj, why, live.get(key), server_dry_run=opts.dry_run == "server")
         except Exception as e:  # noqa: BLE001 - recorded per object; the run goes on
             _error(result, describe(key), e)
             if key[0] == "Namespace":
@@ -180,6 +180,42 @@ def sync_cluster(api, directory: Directory, settings: Settings, opts: SyncOption
         _orphan(api, ns, opts, result, guard, note)
     result.requests = api.requests
     return result
+
+
+def _status(e: Exception) -> int | None:
+    return getattr(e, "status", None)
+
+
+def _write(api, key: Key, obj: dict, why: str, live: dict | None, *, server_dry_run: bool) -> None:
+    """Create a missing object with a POST (falling back to an apply if it exists after all); update with a
+    server-side apply, after adopting the Update entry a POST left (diff.adoption_patch)."""
+    if why == "create":
+        try:
+            api.create(obj, manager=FIELD_MANAGER, dry_run=server_dry_run)
+            return
+        except Exception as e:
+            if _status(e) != 409:  # 409: it exists (made meanwhile, or without mlctl's label): apply over it
+                raise
+    elif live is not None and not server_dry_run:
+        _adopt(api, key, live)
+    api.apply(obj, FIELD_MANAGER, force=True, dry_run=server_dry_run)
+
+
+def _adopt(api, key: Key, live: dict, attempts: int = 3) -> None:
+    kind, namespace, name = key
+    for attempt in range(1, attempts + 1):
+        ops = adoption_patch(live, FIELD_MANAGER)
+        if ops is None:
+            return
+        try:
+            api.patch_json(kind, name, namespace or None, ops)
+            return
+        except Exception as e:
+            if _status(e) != 409 or attempt == attempts:  # 409: changed since it was read: read it again
+                raise
+        live = api.get(kind, name, namespace or None)
+        if live is None:
+            return
 
 
 def _crd_missing(e: Exception) -> bool:

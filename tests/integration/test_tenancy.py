@@ -21,7 +21,8 @@ from tests.integration.conftest import _unavailable
 
 pytestmark = pytest.mark.integration
 
-GPU_GROUP = {"mlctl.io/quota.requests.nvidia.com/gpu": ["8"], "mlctl.io/quota.requests.memory": ["64Gi"]}
+GPU_GROUP = {"mlctl.io/quota.requests.nvidia.com/gpu": ["8"], "mlctl.io/quota.requests.memory": ["64Gi"],
+             "mlctl.io/quota.requests.storage": ["500Gi"]}  # storage: a key the default quota lacks
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ def test_sync_creates_default_and_group_quota_then_resync_only_lists(kube, peopl
     api = kube["local"]
     first = sync_only_these(api, directory(people))
     assert first.errors == [] and first.created == 8
+    assert api.requests["POST Namespace"] == 2 and not any(k.startswith("PATCH") for k in api.requests)
     alice, bob = quota_of(api, people["alice"]), quota_of(api, people["bob"])
     assert alice["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
     assert bob["spec"]["hard"]["requests.nvidia.com/gpu"] == "9"
@@ -156,10 +158,19 @@ def test_group_change_and_approved_request_change_the_quota(kube, people):
 
     api = kube["local"]
     sync_only_these(api, directory(people))
+    assert quota_of(api, people["bob"])["spec"]["hard"]["requests.storage"] == "500Gi"
     moved = sync_only_these(api, directory(people, bob_in_gpu_group=False))
     written = [c["object"] for c in moved.changes if c["action"] in ("create", "update")]
     assert written == [f"resourcequota/mlctl-quota in {user_namespace(people['bob'])}"]
-    assert quota_of(api, people["bob"])["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
+    quota = quota_of(api, people["bob"])
+    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
+    # created by a POST, then adopted for server-side apply: the key the group gave is gone
+    assert "requests.storage" not in quota["spec"]["hard"]
+    ours = [(e["operation"], e.get("subresource")) for e in quota["metadata"]["managedFields"]
+            if e["manager"] == "mlctl-admin-sync"]
+    assert ours == [("Apply", None)]
+    api.counts.clear()
+    assert sync_only_these(api, directory(people, bob_in_gpu_group=False)).updated == 0
 
     ns = user_namespace(people["alice"])
     qr = api.create(build(ns, {"nvidia.com/gpu": "4"}, "scaling the 3dgan training", people["alice"]))
@@ -349,7 +360,9 @@ def test_moving_a_user_between_groups_in_keycloak_changes_the_quota(sandbox, env
     finally:
         admin.group_user_remove(alice, group)
     _sync(sandbox, env)
-    assert _hard(sandbox, "alice")["requests.nvidia.com/gpu"] == "1"
+    hard = _hard(sandbox, "alice")
+    assert hard["requests.nvidia.com/gpu"] == "1"
+    assert "limits.nvidia.com/gpu" not in hard  # granted by the group only, so removed with it
 
 
 def test_request_approve_and_rbac_between_users(sandbox, env, installed, keycloak):

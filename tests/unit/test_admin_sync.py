@@ -111,22 +111,50 @@ def test_install_objects_rbac():
 
 # ---- the fake API server ----------------------------------------------------------------------------------
 
-def _fields(obj: dict) -> dict:
+def _fields(paths, dots: bool) -> dict:
+    """fieldsV1 of leaf paths; an Update entry also lists each map itself ('.'), as the API server writes."""
     out: dict = {}
-    for k, v in obj.items():
-        if isinstance(v, dict) and v:
-            out[f"f:{k}"] = {".": {}, **_fields(v)}
-        else:
-            out[f"f:{k}"] = {}
+    for path in paths:
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(f"f:{part}", {".": {}} if dots else {})
+        node[f"f:{path[-1]}"] = {}
     return out
+
+
+def _get(obj, path):
+    for part in path:
+        obj = obj[part]
+    return obj
+
+
+def _set(obj, path, value):
+    for part in path[:-1]:
+        obj = obj.setdefault(part, {})
+    obj[path[-1]] = copy.deepcopy(value)
+
+
+def _drop(obj, path):
+    for part in path[:-1]:
+        obj = obj.get(part) or {}
+    obj.pop(path[-1], None)
 
 
 def _canonical(value: str) -> str:
     return {"1.5": "1500m"}.get(value, value)  # the apiserver's canonical form of some quantities
 
 
+def _conflict(what: str):
+    from kubernetes.client.exceptions import ApiException
+
+    return ApiException(status=409, reason=what)
+
+
 class FakeKube:
-    """Stores objects; apply merges (no deep semantics needed here) and records managedFields."""
+    """Stores objects and does the managedFields bookkeeping of the API server that admin sync relies on:
+    a create leaves an Update entry; an apply sets the fields it applies, takes them from other managers
+    (force) and removes the fields its previous apply owned that nobody owns any more; a JSON patch can
+    replace managedFields, guarded by resourceVersion."""
 
     def __init__(self, cluster="local", fail_after: int | None = None):
         self.cluster = cluster
@@ -153,36 +181,94 @@ class FakeKube:
             out.append(copy.deepcopy(obj))
         return out
 
+    def get(self, kind, name, namespace=None):
+        self.counts[("GET", kind)] += 1
+        obj = self.objects.get((kind, namespace or "", name))
+        return copy.deepcopy(obj) if obj else None
+
     def exists_any(self, kind, namespace):
         self.counts[("LIST", kind)] += 1
         return namespace in self.busy and kind == "Pod"
 
+    def _count_write(self, method, kind):
+        self.counts[(method, kind)] += 1
+        if self.fail_after is not None and writes(self) > self.fail_after:
+            raise ConnectionError("the process was killed")
+
+    def _store(self, key, stored):
+        self.rv += 1
+        stored["metadata"]["resourceVersion"] = str(self.rv)
+        if stored["kind"] == "ResourceQuota":
+            stored["spec"]["hard"] = {k: _canonical(v) for k, v in stored["spec"]["hard"].items()}
+        if stored["kind"] == "Namespace":
+            stored["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = key[2]
+        self.objects[key] = stored
+        return copy.deepcopy(stored)
+
+    def create(self, obj, *, dry_run=False, strict=True, manager=None):
+        with self._lock:
+            self._count_write("POST", obj["kind"])
+            key = key_of(obj)
+            if key in self.objects:
+                raise _conflict("AlreadyExists")
+            if dry_run:
+                return obj
+            paths = diff.desired_paths(obj) | (diff.SERVER_SET if obj["kind"] == "Namespace" else set())
+            stored = copy.deepcopy(obj)
+            stored["metadata"]["managedFields"] = [{"manager": manager, "operation": "Update",
+                                                    "fieldsV1": _fields(paths, dots=True)}]
+            return self._store(key, stored)
+
     def apply(self, obj, manager, *, force=True, dry_run=False):
         with self._lock:
-            self.counts[("PATCH", obj["kind"])] += 1
-            if self.fail_after is not None and sum(n for (m, _), n in self.counts.items() if m == "PATCH") > self.fail_after:
-                raise ConnectionError("the process was killed")
+            self._count_write("PATCH", obj["kind"])
             if dry_run:
                 return obj
             key = key_of(obj)
-            stored = copy.deepcopy(obj)
-            if obj["kind"] == "ResourceQuota":
-                stored["spec"]["hard"] = {k: _canonical(v) for k, v in obj["spec"]["hard"].items()}
-            applied = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-            applied["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("labels", "annotations")}
-            stored["metadata"]["managedFields"] = [{"manager": manager, "operation": "Apply",
-                                                    "fieldsV1": _fields(applied)}]
-            if obj["kind"] == "Namespace":
-                stored["metadata"]["labels"]["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-            self.rv += 1
-            stored["metadata"]["resourceVersion"] = str(self.rv)
-            self.objects[key] = stored
-            return stored
+            stored = copy.deepcopy(self.objects.get(key) or {k: obj[k] for k in ("apiVersion", "kind")})
+            stored.setdefault("metadata", {}).update({k: obj["metadata"][k] for k in ("name", "namespace")
+                                                      if k in obj["metadata"]})
+            applied = diff.desired_paths(obj)
+            entries = stored["metadata"].get("managedFields") or []
+            mine = next((e for e in entries if e["manager"] == manager and e["operation"] == "Apply"), None)
+            before = diff._fields_paths(mine["fieldsV1"]) if mine else set()
+            others = []
+            for e in entries:
+                if e is mine:
+                    continue
+                left = diff._fields_paths(e["fieldsV1"]) - applied
+                if left:
+                    others.append({**e, "fieldsV1": _fields(left, dots=False)})
+            still_owned = set().union(*(diff._fields_paths(e["fieldsV1"]) for e in others))
+            for path in before - applied - still_owned:
+                _drop(stored, path)
+            for path in applied:
+                _set(stored, path, _get(obj, path))
+            stored["metadata"]["managedFields"] = others + [
+                {"manager": manager, "operation": "Apply", "fieldsV1": _fields(applied, dots=False)}]
+            return self._store(key, stored)
+
+    def patch_json(self, kind, name, namespace, ops):
+        with self._lock:
+            self._count_write("PATCH", kind)
+            key = (kind, namespace or "", name)
+            stored = copy.deepcopy(self.objects[key])
+            for op in ops:
+                assert op["op"] == "replace", op
+                field = op["path"].rsplit("/", 1)[1]
+                if field == "resourceVersion" and op["value"] != stored["metadata"]["resourceVersion"]:
+                    raise _conflict("Conflict")
+                stored["metadata"][field] = copy.deepcopy(op["value"])
+            return self._store(key, stored)
 
     def delete(self, kind, name, namespace=None, *, dry_run=False):
         self.counts[("DELETE", kind)] += 1
         if not dry_run:
             del self.objects[(kind, namespace or "", name)]
+
+
+def writes(api: FakeKube) -> int:
+    return sum(n for (m, _), n in api.counts.items() if m in ("POST", "PATCH"))
 
 
 def patches(api: FakeKube) -> int:
@@ -244,15 +330,106 @@ def test_someone_elses_edit_is_reverted_and_a_dropped_field_is_noticed():
     assert "pods" not in api.objects[("ResourceQuota", "u-alice", "mlctl-quota")]["spec"]["hard"]
 
 
+def test_first_sync_posts_and_a_later_update_adopts_the_create_entry_then_applies():
+    storage = {**GPU_GROUP, "mlctl.io/quota.requests.storage": ["500Gi"]}  # a key the default lacks
+    d = directory()
+    d.groups["gpu-power-users"] = storage
+    api = FakeKube()
+    sync_cluster(api, d, settings(), SyncOptions())
+    assert api.requests["POST ResourceQuota"] == 2 and patches(api) == 0
+    quota = api.objects[("ResourceQuota", "u-bob", "mlctl-quota")]
+    assert [(e["manager"], e["operation"]) for e in quota["metadata"]["managedFields"]] == [(FIELD_MANAGER, "Update")]
+    assert quota["spec"]["hard"]["requests.storage"] == "500Gi"
+    api.counts.clear()
+    assert sync_cluster(api, d, settings(), SyncOptions()).unchanged == 8 and writes(api) == 0
+
+    result = sync_cluster(api, directory(bob_groups=("ml-users",)), settings(), SyncOptions())
+    assert [c["object"] for c in result.changes] == ["resourcequota/mlctl-quota in u-bob"]
+    assert patches(api) == 2  # the adoption, then the apply
+    quota = api.objects[("ResourceQuota", "u-bob", "mlctl-quota")]
+    assert "requests.storage" not in quota["spec"]["hard"]  # only an Apply entry can remove it
+    assert [(e["manager"], e["operation"]) for e in quota["metadata"]["managedFields"]] == [(FIELD_MANAGER, "Apply")]
+    api.counts.clear()
+    assert sync_cluster(api, directory(bob_groups=("ml-users",)), settings(), SyncOptions()).updated == 0
+    assert writes(api) == 0
+
+
+def test_without_adoption_a_dropped_key_would_stay():
+    """Guards the fake itself: an apply cannot remove a field that the create's Update entry still owns."""
+    api = FakeKube()
+    sync_cluster(api, directory(), settings(), SyncOptions())
+    obj = copy.deepcopy(api.objects[("ResourceQuota", "u-bob", "mlctl-quota")])
+    del obj["spec"]["hard"]["pods"]
+    for key in ("managedFields", "resourceVersion"):
+        del obj["metadata"][key]
+    api.apply(obj, FIELD_MANAGER)
+    assert "pods" in api.objects[("ResourceQuota", "u-bob", "mlctl-quota")]["spec"]["hard"]
+
+
+def test_adoption_reads_again_when_the_object_changed_meanwhile():
+    api = FakeKube()
+    sync_cluster(api, directory(), settings(), SyncOptions())
+    real_patch = api.patch_json
+    calls = []
+
+    def changed_first(kind, name, namespace, ops):
+        calls.append(ops)
+        if len(calls) == 1:  # e.g. the quota controller wrote the status after the LIST
+            api.objects[(kind, namespace, name)]["metadata"]["resourceVersion"] = "changed"
+        return real_patch(kind, name, namespace, ops)
+
+    api.patch_json = changed_first
+    result = sync_cluster(api, directory(bob_groups=("ml-users",)), settings(), SyncOptions())
+    assert result.errors == [] and len(calls) == 2 and api.requests["GET ResourceQuota"] == 1
+    assert api.objects[("ResourceQuota", "u-bob", "mlctl-quota")]["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
+
+
+def test_a_create_that_finds_the_object_applies_over_it():
+    api = FakeKube()
+    api.objects[("Namespace", "", "u-alice")] = {"apiVersion": "v1", "kind": "Namespace",
+                                                 "metadata": {"name": "u-alice", "resourceVersion": "1"}}
+    result = sync_cluster(api, directory(), settings(), SyncOptions())
+    assert result.errors == [] and result.created == 8
+    assert api.requests["POST Namespace"] == 2 and api.requests["PATCH Namespace"] == 1
+    assert api.objects[("Namespace", "", "u-alice")]["metadata"]["labels"]["mlctl.io/tenant"] == "true"
+    assert sync_cluster(api, directory(), settings(), SyncOptions()).unchanged == 8
+
+
+def test_adoption_patch():
+    entries = [
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+         "fieldsV1": {"f:status": {}}},
+        {"manager": FIELD_MANAGER, "operation": "Update", "time": "t1", "fieldsV1": {
+            "f:metadata": {"f:labels": {".": {}, "f:a": {}, "f:kubernetes.io/metadata.name": {}}}}},
+    ]
+    live = {"metadata": {"resourceVersion": "7", "managedFields": entries}}
+    ops = diff.adoption_patch(live, FIELD_MANAGER)
+    assert ops[1] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "7"}
+    assert ops[0]["value"] == [entries[0], {"manager": FIELD_MANAGER, "operation": "Apply", "time": "t1",
+                                            "fieldsType": "FieldsV1",
+                                            "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:a": {}}}}}]
+    assert diff.managed_paths(live, FIELD_MANAGER) == {("metadata", "labels", "a")}
+    # an Apply entry already there takes the Update entry's fields in, and the Update entry goes
+    both = entries + [{"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {"f:x": {}}}}]
+    merged = diff.adoption_patch({"metadata": {"resourceVersion": "8", "managedFields": both}}, FIELD_MANAGER)
+    assert [(e["manager"], e["operation"]) for e in merged[0]["value"]] == [
+        ("kube-controller-manager", "Update"), (FIELD_MANAGER, "Apply")]
+    assert merged[0]["value"][1]["fieldsV1"] == {"f:spec": {"f:x": {}}, "f:metadata": {"f:labels": {".": {}, "f:a": {}}}}
+    assert diff.adoption_patch({"metadata": {"managedFields": both[2:]}}, FIELD_MANAGER) is None
+    assert diff.adoption_patch({"metadata": {"managedFields": entries[:1]}}, FIELD_MANAGER) is None
+
+
 def test_needs_apply_reasons():
     desired = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "n",
                "labels": {"a": "1"}}, "spec": {"hard": {"pods": "2"}}}
     assert diff.needs_apply(desired, None, FIELD_MANAGER) == "create"
     live = copy.deepcopy(desired)
     assert diff.needs_apply(desired, live, FIELD_MANAGER).startswith("update: not yet managed")
-    live["metadata"]["managedFields"] = [{"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {
+    live["metadata"]["managedFields"] = [{"manager": FIELD_MANAGER, "operation": "Update", "fieldsV1": {
         "f:metadata": {"f:labels": {".": {}, "f:a": {}}}, "f:spec": {"f:hard": {"f:pods": {}}}}}]
     live["metadata"]["labels"]["added-by-someone"] = "x"
+    assert diff.needs_apply(desired, live, FIELD_MANAGER) is None  # created by mlctl's POST
+    live["metadata"]["managedFields"][0]["operation"] = "Apply"
     assert diff.needs_apply(desired, live, FIELD_MANAGER) is None
     live["spec"]["hard"]["pods"] = "3"
     assert diff.needs_apply(desired, live, FIELD_MANAGER) == "update: spec differs"
