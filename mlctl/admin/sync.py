@@ -53,6 +53,7 @@ class ClusterResult:
     changes: list[dict] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
     exit_codes: list[int] = field(default_factory=list)
+    directory_problems: list[dict] | None = None  # the groups' and users' problems (the same on every cluster)
 
     def to_dict(self, with_diffs: bool) -> dict:
         changes = self.changes if with_diffs else [{k: v for k, v in c.items() if k != "diff"}
@@ -127,6 +128,7 @@ def sync_cluster(api, directory: Directory, settings: Settings, opts: SyncOption
         live.update(_index(items))
     desired = desired_state(directory, requests, settings)
     result.held = sorted(desired.quota_held)
+    result.directory_problems = [p.to_dict() for p in desired.problems if not p.subject.startswith("quotarequest ")]
     for problem in desired.problems:  # group problems are reported once, in the summary
         if not problem.subject.startswith("group "):
             result.errors.append({"object": problem.subject, "message": problem.message})
@@ -295,8 +297,10 @@ def run_sync(apis: dict, directory: Directory, settings_for, opts: SyncOptions, 
     guard = Guard(lock)
     results = [sync_cluster(api, directory, settings_for(name), opts, io=io, guard=guard)
                for name, api in apis.items()]
-    problems = [p.to_dict() for p in desired_state(directory, [], settings_for(next(iter(apis)))).problems
-                ] if apis else []
+    problems = next((r.directory_problems for r in results if r.directory_problems is not None), None)
+    if problems is None:  # no cluster could be listed: the directory's problems are still worth reporting
+        problems = [p.to_dict() for p in desired_state(directory, [], settings_for(next(iter(apis)))).problems
+                    ] if apis else []
     return Summary(opts.dry_run, results, problems, directory_requests)
 
 
