@@ -118,6 +118,10 @@ def main() -> int:
                     for _ in range(args.runs)]
     listing = statistics.median(mlctl_list) / statistics.median(kubectl_list)
     if not args.keep:
+        # the jobs first, waiting: a namespace deletion still in progress when the sandbox stops can leave its
+        # TFJobs behind, and the training-operator then retries them forever on the next start
+        run([kubectl, f"--kubeconfig={admin}", "--context", "sandbox-local", "delete", "tfjobs", "--all",
+             "-n", namespace], env)
         run([kubectl, f"--kubeconfig={admin}", "--context", "sandbox-local", "delete", "namespace", namespace,
              "--wait=false"], env)
 
