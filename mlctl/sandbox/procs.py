@@ -118,9 +118,21 @@ class State:
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
             )
-        self.data["processes"][name] = {"pid": proc.pid, "argv": argv, "log": str(log), "started": time.time()}
+        self.data["processes"][name] = {"pid": proc.pid, "argv": argv, "env": env or {},
+                                        "cwd": str(cwd) if cwd else None, "log": str(log), "started": time.time()}
         self.save()
         return proc.pid
+
+    def restart(self, name: str, timeout: float = 15.0) -> int:
+        """Stop the process named name and start it again as it was started (argv, extra environment,
+        directory); return the new pid."""
+        self.refresh()
+        proc = self.data["processes"].get(name)
+        if not proc or "env" not in proc:
+            raise SandboxError(f"cannot restart {name}: it was not started by this version of mlctl "
+                               "(run 'mlctl sandbox down' and 'mlctl sandbox up')")
+        self.stop(name, timeout)
+        return self.start(name, proc["argv"], env=proc["env"], cwd=Path(proc["cwd"]) if proc["cwd"] else None)
 
     def stop(self, name: str, timeout: float = 15.0) -> bool:
         """Stop the process named name (TERM, then KILL); True if it was running."""
