@@ -3,9 +3,10 @@
 Per cluster: ONE label-selected LIST per kind (namespaces, resourcequotas, rolebindings, limitranges; all
 quotarequests, as the CRD is mlctl's own), the desired state computed purely (desired.py), and writes only
 of the objects diff.needs_apply says differ, namespaces first, then the rest, from a thread pool: a POST
-for a missing object, a server-side apply (field manager mlctl-admin-sync, force) for one that differs. Nothing is read per namespace, so a re-sync that
-changes nothing costs a constant number of requests. A Lease in the home cluster keeps runs from
-overlapping; every step is idempotent, so a run that crashed half-way is finished by the next one.
+for a missing object, a server-side apply (field manager mlctl-admin-sync, force) for one that differs.
+Nothing is read per namespace, so a re-sync that changes nothing costs a constant number of requests. A
+Lease in the home cluster keeps runs from overlapping; every step is idempotent, so a run that crashed
+half-way is finished by the next one.
 
 Namespaces of users who left are reported; `--prune` deletes those holding no workloads or volumes, and
 `--force` deletes them regardless.
@@ -221,7 +222,7 @@ def _adopt(api, key: Key, live: dict, attempts: int = 3) -> None:
 
 
 def _crd_missing(e: Exception) -> bool:
-    return getattr(e, "status", None) == 404 and "quotarequests" in str(getattr(e, "body", "") or e)
+    return _status(e) == 404 and "quotarequests" in str(getattr(e, "body", "") or e)
 
 
 def _orphan(api, ns: str, opts: SyncOptions, result: ClusterResult, guard: Guard, note) -> None:
