@@ -60,6 +60,15 @@ def start_platform(state_dir: Path) -> dict:
     return {"core": info, "kc": kc, "env": core.env(state_dir)}
 
 
+def stop_platform(state_dir: Path) -> None:
+    from mlctl.sandbox import core, kdc, keycloak, procs
+
+    state = procs.State.load(state_dir)
+    for step in (lambda: keycloak.stop(state), lambda: kdc.stop(state), lambda: core.down(state_dir)):
+        with contextlib.suppress(Exception):
+            step()
+
+
 def populate(kc: dict, users: int, groups: int) -> None:
     """USERS users and GROUPS groups in realm ml (idempotent: existing ones are skipped)."""
     from keycloak import KeycloakAdmin
@@ -201,7 +210,14 @@ def main() -> None:
                         default=Path(os.path.expanduser("~/.local/state/mlctl/bench-sandbox")))
     parser.add_argument("--keep", action="store_true", help="Leave the bench sandbox running afterwards.")
     args = parser.parse_args()
+    try:
+        measure(args)
+    finally:  # also when the bench fails half-way: nothing of the bench sandbox stays running
+        if not args.keep:
+            stop_platform(args.state_dir)
 
+
+def measure(args) -> None:
     from mlctl.admin.objects import Settings, install_objects
     from mlctl.sandbox import core
     from mlctl.sandbox import keycloak as sandbox_keycloak
@@ -248,14 +264,6 @@ def main() -> None:
                   "noop LISTs": lists, "noop per-namespace GETs": gets},
     }
     print(json.dumps(result, indent=2))
-    if not args.keep:
-        with contextlib.suppress(Exception):
-            from mlctl.sandbox import kdc, keycloak, procs
-
-            state = procs.State.load(args.state_dir)
-            keycloak.stop(state)
-            kdc.stop(state)
-            core.down(args.state_dir)
 
 
 if __name__ == "__main__":
