@@ -228,3 +228,16 @@ def test_down_stops_every_process_it_started(sandbox, tmp_path_factory):
     assert (root / "etcd").is_dir()  # data stays for debugging unless purged
     core.down(root, purge=True)
     assert not root.exists()
+
+
+def test_status_lists_every_component_running(sandbox, monkeypatch):
+    from tests.conftest import mlctl
+
+    monkeypatch.setenv("MLCTL_SANDBOX_DIR", str(sandbox.root))
+    table = mlctl("sandbox", "status")
+    assert table.code == 0, table.err
+    rows = {line.split()[0]: line.split()[1] for line in table.out.splitlines()[1:] if line.strip()}
+    assert rows["local-kube-apiserver"] == "yes" and rows["keycloak"] == "yes"
+    assert set(rows.values()) == {"yes"}
+    names = mlctl("sandbox", "status", "-o", "name")
+    assert "component/etcd" in names.out.splitlines()

@@ -21,7 +21,7 @@ def run(f) -> None:
     from mlctl.sandbox import core
 
     status = core.status(core.state_dir())
-    components = status.get("components", [])
+    components = [{"name": name, **info} for name, info in (status.get("components") or {}).items()]
     if f.output in ("json", "yaml"):
         from mlctl.output import print_object
 
