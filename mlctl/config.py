@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mlctl.errors import NotFound, UsageError
+from mlctl.formats import OUTPUT_FORMATS
+from mlctl.paths import config_dir
 
 # setting name -> (environment variable, default)
 SETTINGS: dict[str, tuple[str, Any]] = {
@@ -24,12 +26,7 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "debug": ("MLCTL_DEBUG", False),
     "yes": ("MLCTL_YES", False),
 }
-from mlctl.formats import OUTPUT_FORMATS  # noqa: E402,F401 - re-exported
-
 _TRUE = {"1", "true", "yes", "on"}
-
-
-from mlctl.paths import cache_dir, config_dir  # noqa: E402,F401 - re-exported
 
 
 def config_path() -> Path:

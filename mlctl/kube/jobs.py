@@ -36,6 +36,13 @@ KINDS = {
 TERMINAL = ("Succeeded", "Failed")
 
 
+def replica_of(pod: dict) -> tuple[str, str | None]:
+    """A pod's replica type (lower case, "" when unlabelled) and index (None when unlabelled), from the
+    training-operator's labels."""
+    labels = pod["metadata"].get("labels") or {}
+    return labels.get(REPLICA_TYPE_LABEL, "").lower(), labels.get(REPLICA_INDEX_LABEL)
+
+
 def state(job: dict) -> str:
     """The job's current state: the newest true condition (Created, Running, Restarting, Succeeded, Failed)."""
     conditions = [c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
@@ -241,5 +248,3 @@ class Jobs:
         yield from self.rest.lines(f"/api/v1/namespaces/{self.namespace}/pods/{pod}/log",
                                    query={"follow": "true" if follow else None, "container": container},
                                    what=f"reading logs of pod {pod}")
-
-

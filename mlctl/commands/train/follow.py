@@ -15,16 +15,11 @@ def _elapsed(seconds: float) -> str:
 
 
 def lead_pod(jobs, job: dict) -> str | None:
-    from mlctl.kube.jobs import KINDS, REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
+    from mlctl.kube.jobs import KINDS, replica_of
 
     kind = KINDS[job["kind"]]
     pods = jobs.pods(job["metadata"]["name"])
-
-    def labels(p):
-        return p["metadata"].get("labels") or {}
-
-    lead = [p for p in pods if labels(p).get(REPLICA_TYPE_LABEL, "").lower() == kind.lead.lower()
-            and labels(p).get(REPLICA_INDEX_LABEL, "0") == "0"]
+    lead = [p for p in pods if replica_of(p)[0] == kind.lead.lower() and replica_of(p)[1] in ("0", None)]
     chosen = lead or sorted(pods, key=lambda p: p["metadata"]["name"])
     return chosen[0]["metadata"]["name"] if chosen else None
 

@@ -11,7 +11,7 @@ def run(f, name: str, follow: bool, replica: str | None) -> None:
     from mlctl.commands.train.common import jobs_for, target
     from mlctl.commands.train.follow import lead_pod
     from mlctl.errors import NotFound
-    from mlctl.kube.jobs import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
+    from mlctl.kube.jobs import replica_of
 
     t = target(f)
     jobs = jobs_for(f, t)
@@ -20,9 +20,7 @@ def run(f, name: str, follow: bool, replica: str | None) -> None:
         rtype, _, index = replica.lower().rpartition("-")
         if not rtype or not index.isdigit():
             rtype, index = replica.lower(), "0"
-        pods = [p for p in jobs.pods(name)
-                if (p["metadata"].get("labels") or {}).get(REPLICA_TYPE_LABEL, "").lower() == rtype
-                and (p["metadata"].get("labels") or {}).get(REPLICA_INDEX_LABEL) == index]
+        pods = [p for p in jobs.pods(name) if replica_of(p) == (rtype, index)]
         if not pods:
             raise NotFound(f"job {name} has no replica {replica}", hint="replicas look like chief-0, worker-3")
         pod = pods[0]["metadata"]["name"]
