@@ -218,7 +218,7 @@ def main() -> None:
 
 
 def measure(args) -> None:
-    from mlctl.admin.objects import Settings, install_objects
+    from mlctl.admin.objects import Settings, install
     from mlctl.sandbox import core
     from mlctl.sandbox import keycloak as sandbox_keycloak
 
@@ -234,8 +234,7 @@ def measure(args) -> None:
     from mlctl.admin.kubeapi import KubeApi, admin_api_client
 
     api = KubeApi(admin_api_client(env["KUBECONFIG"], "local", "sandbox-{cluster}"), "local")
-    for obj in install_objects(Settings.from_platform({}, None)):
-        api.apply(obj, "mlctl-admin-install")
+    install(api, Settings.from_platform({}, None))
 
     kubectl = str(core.binaries()["kubectl"])
     objects = kubectl_objects(pfile, kc_env)

@@ -230,3 +230,10 @@ def install_objects(settings: Settings) -> list[dict]:
          "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": SYNC_ROLE},
          "subjects": [{"apiGroup": rbac, "kind": "User", "name": f"{settings.username_prefix}{settings.sync_user}"}]},
     ]
+
+
+def install(api, settings: Settings) -> None:
+    """Server-side apply install_objects on one cluster (api: a kubeapi.KubeApi) as mlctl-admin-install, for
+    the sandbox and the bench. `mlctl admin install` applies them one at a time itself, to report each."""
+    for obj in install_objects(settings):
+        api.apply(obj, INSTALL_FIELD_MANAGER, force=True)

@@ -96,14 +96,12 @@ def _apply_rbac(kubeconfig: Path, context: str) -> None:
 def _install_tenancy(kubeconfig: Path, platform_doc: dict, cluster: str) -> None:
     """What `mlctl admin install` applies: the QuotaRequest CRD, mlctl's ClusterRoles and bindings."""
     from mlctl.admin.kubeapi import KubeApi, admin_api_client
-    from mlctl.admin.objects import INSTALL_FIELD_MANAGER, Settings, install_objects
+    from mlctl.admin.objects import Settings, install
 
     entry = next(c for c in platform_doc["clusters"] if c["name"] == cluster)
     client = admin_api_client(str(kubeconfig), cluster, "sandbox-{cluster}", 4)
     try:
-        api = KubeApi(client, cluster)
-        for obj in install_objects(Settings.from_platform(platform_doc, entry)):
-            api.apply(obj, INSTALL_FIELD_MANAGER, force=True)
+        install(KubeApi(client, cluster), Settings.from_platform(platform_doc, entry))
     finally:
         client.close()
 
