@@ -1,6 +1,6 @@
 """Raw Kubernetes REST for admin work: whole-kind LISTs, creates, server-side apply, JSON patches, deletes,
-status patches and the Lease, over one kubernetes ApiClient per cluster. Every request is counted (by verb and kind), which
-`admin sync -v` and bench/admin_sync.py report.
+status patches and the Lease, over one kubernetes ApiClient per cluster. Every request is counted (by verb
+and kind), which `admin sync -v` and bench/admin_sync.py report.
 """
 
 from __future__ import annotations

@@ -189,9 +189,9 @@ class Sso:
         oidc = self._client(*client) if client else self.oidc
         with self.errors(f"token exchange for audience {audience}"):
             return oidc.exchange_token(access_token, audience=audience,
-                                            subject_token_type=ACCESS_TOKEN_TYPE,
-                                            requested_token_type=ACCESS_TOKEN_TYPE,
-                                            scope=" ".join(filter(None, ["openid", scope])))
+                                       subject_token_type=ACCESS_TOKEN_TYPE,
+                                       requested_token_type=ACCESS_TOKEN_TYPE,
+                                       scope=" ".join(filter(None, ["openid", scope])))
 
     def logout(self, refresh_token: str) -> None:
         with self.errors("logout"):

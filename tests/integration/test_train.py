@@ -176,8 +176,13 @@ def test_ctrl_c_stops_following_not_the_job(bob, tmp_path):
     proc = subprocess.Popen([MLCTL, "train", path, "--cluster", "local", "--follow"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in iter(proc.stderr.readline, "")] + [lines.put("")],
-                     daemon=True).start()
+
+    def read_stderr():  # in a thread, so the wait for "Running" below can time out
+        for line in iter(proc.stderr.readline, ""):
+            lines.put(line)
+        lines.put("")  # end of output
+
+    threading.Thread(target=read_stderr, daemon=True).start()
     seen, deadline = "", time.monotonic() + 120
     while "Running" not in seen:
         try:
