@@ -5,11 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync clean
+.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync clean
 
 all: test
 
-$(STAMP): pyproject.toml
+## The Debian packages (Kerberos, Java, Maven, man); prints the command to run when not root.
+system:
+	bash scripts/system-packages.sh
+
+$(STAMP): pyproject.toml | system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -18,11 +22,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Builds (once, cached under ~/.cache/mlctl) and starts the sandbox, then runs the main job end to end.
-demo: install
+demo: system install
 	PATH=$(CURDIR)/$(BIN):$$PATH sh examples/demo.sh
 
 ## Everything: lint, unit and command tests, then integration tests against the sandbox.
-test: install
+test: system install
 	$(BIN)/ruff check mlctl tests bench
 	$(BIN)/python -m mlctl.docgen --check
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
