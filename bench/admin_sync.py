@@ -231,9 +231,9 @@ def measure(args) -> None:
               "XDG_CACHE_HOME": str(work / "cache"), "MLCTL_ADMIN_CLIENT_ID": sandbox_keycloak.ADMIN_CLIENT_ID,
               "MLCTL_CLIENT_SECRET": sandbox_keycloak.ADMIN_CLIENT_SECRET,
               "MLCTL_ADMIN_KUBECONFIG": env["KUBECONFIG"]}
-    from mlctl.admin.kubeapi import KubeApi, admin_api_client
+    from mlctl.kube.client import for_admin
 
-    api = KubeApi(admin_api_client(env["KUBECONFIG"], "local", "sandbox-{cluster}"), "local")
+    api = for_admin(env["KUBECONFIG"], "local", "sandbox-{cluster}")
     install(api, Settings.from_platform({}, None))
 
     kubectl = str(core.binaries()["kubectl"])

@@ -29,8 +29,9 @@ SETTINGS: dict[str, tuple[str, Any]] = {
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def config_path() -> Path:
-    return Path(os.environ.get("MLCTL_CONFIG") or config_dir() / "config.yaml")
+def config_path(env=None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("MLCTL_CONFIG") or config_dir(env) / "config.yaml")
 
 
 def _load_yaml(path: Path, what: str) -> Any:
@@ -74,10 +75,10 @@ class Config:
     @property
     def file(self) -> dict:
         if self._file is None:
-            data = _load_yaml(config_path(), "config file") or {}
+            data = _load_yaml(config_path(self.env), "config file") or {}
             if not isinstance(data, dict):
-                raise UsageError(f"{config_path()}: config file must be a mapping",
-                                 hint=f"fix or remove {config_path()}")
+                raise UsageError(f"{config_path(self.env)}: config file must be a mapping",
+                                 hint=f"fix or remove {config_path(self.env)}")
             self._file = data
         return self._file
 
@@ -113,7 +114,7 @@ class Config:
             value = SETTINGS[name][1]
         value = _coerce(name, value)
         if name == "output" and value not in OUTPUT_FORMATS:
-            where = {"flag": "-o", "env": "MLCTL_OUTPUT", "file": str(config_path())}.get(src, src)
+            where = {"flag": "-o", "env": "MLCTL_OUTPUT", "file": str(config_path(self.env))}.get(src, src)
             raise UsageError(f"unknown output format {value!r} (from {where})",
                              hint=f"use one of: {', '.join(OUTPUT_FORMATS)}")
         return value
@@ -122,7 +123,7 @@ class Config:
     def save(self) -> None:
         import yaml
 
-        path = config_path()
+        path = config_path(self.env)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(self.file, sort_keys=True))
@@ -133,7 +134,7 @@ class Config:
         return self.get("platform")
 
     def platform_path(self, name: str) -> Path:
-        return config_dir() / "platforms" / f"{name}.yaml"
+        return config_dir(self.env) / "platforms" / f"{name}.yaml"
 
     def platform(self) -> Platform:
         """The selected platform document; a clear error when none is configured."""
@@ -151,7 +152,7 @@ class Config:
         return Platform.load(path)
 
     def platform_names(self) -> list[str]:
-        folder = config_dir() / "platforms"
+        folder = config_dir(self.env) / "platforms"
         return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 

@@ -21,6 +21,7 @@ class Factory:
         self.io = io or IO.system()
         self.env = dict(os.environ) if env is None else env
         self.flags: dict = {}
+        self._kubes: dict = {}
 
     @cached_property
     def config(self) -> Config:
@@ -36,6 +37,19 @@ class Factory:
         """The cluster a command acts on: explicit argument > --cluster > MLCTL_CLUSTER > file > home."""
         name = explicit or self.config.get("cluster")
         return self.platform.cluster(name)["name"]
+
+    def kube(self, cluster: str | None = None, *, kubeconfig: str | None = None,
+             context_template: str = "{cluster}"):
+        """The Kube (mlctl/kube/api.py) of a cluster, built once: as the logged-in user, or from a kubeconfig
+        (admin verbs' --kubeconfig)."""
+        name = self.cluster_name(cluster)
+        key = (name, kubeconfig, context_template)
+        if key not in self._kubes:
+            from mlctl.kube import client
+
+            self._kubes[key] = (client.for_admin(kubeconfig, name, context_template) if kubeconfig
+                                else client.for_user(self, name))
+        return self._kubes[key]
 
     @property
     def output(self) -> str:

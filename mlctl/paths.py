@@ -6,23 +6,26 @@ import os
 from pathlib import Path
 
 
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+def config_dir(env=None) -> Path:
+    """$XDG_CONFIG_HOME/mlctl; env is the environment to read (the Factory's), os.environ when None."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "mlctl"
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+def cache_dir(env=None) -> Path:
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mlctl"
 
 
-def cached_ca_file(name: str, data_b64: str) -> Path:
+def cached_ca_file(name: str, data_b64: str, env=None) -> Path:
     """A CA bundle from a platform document (base64 PEM) written to the cache, for clients that need a
     file; rewritten only when it changed."""
     import base64
 
     pem = base64.b64decode(data_b64)
-    path = cache_dir() / "ca" / f"{name}.crt"
+    path = cache_dir(env) / "ca" / f"{name}.crt"
     if not path.exists() or path.read_bytes() != pem:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pem)

@@ -21,9 +21,11 @@ class Result:
     err: str
 
 
-def mlctl(*args: str, stdin: str = "", tty: bool = False) -> Result:
+def mlctl(*args: str, stdin: str = "", tty: bool = False, env: dict[str, str] | None = None) -> Result:
+    """Run mlctl in-process; env, when given, is added to this process's environment for that run only
+    (the Factory hands it to config, paths and clients)."""
     io = IO.test(stdin, tty=tty)
-    code = run(list(args), io=io)
+    code = run(list(args), io=io, env=None if env is None else {**os.environ, **env})
     return Result(code, io.stdout.getvalue(), io.stderr.getvalue())
 
 

@@ -178,3 +178,27 @@ class LeaseLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+class KubeLeaseStore:
+    """The LeaseStore over a Kube (mlctl/kube/api.py): a missing Lease reads as None, a 409 is a Conflict."""
+
+    def __init__(self, api, name: str, namespace: str):
+        self.api, self.name, self.namespace = api, name, namespace
+
+    def _conflicts(self, fn):
+        try:
+            return fn()
+        except Exception as e:
+            if getattr(e, "status", None) == 409:
+                raise Conflict(str(e)) from e
+            raise
+
+    def get(self) -> dict | None:
+        return self.api.find("Lease", self.name, self.namespace)
+
+    def create(self, lease: dict) -> dict:
+        return self._conflicts(lambda: self.api.create(lease, strict=False))
+
+    def replace(self, lease: dict) -> dict:
+        return self._conflicts(lambda: self.api.replace(lease))

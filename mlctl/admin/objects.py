@@ -233,7 +233,7 @@ def install_objects(settings: Settings) -> list[dict]:
 
 
 def install(api, settings: Settings) -> None:
-    """Server-side apply install_objects on one cluster (api: a kubeapi.KubeApi) as mlctl-admin-install, for
+    """Server-side apply install_objects on one cluster (api: a Kube) as mlctl-admin-install, for
     the sandbox and the bench. `mlctl admin install` applies them one at a time itself, to report each."""
     for obj in install_objects(settings):
         api.apply(obj, INSTALL_FIELD_MANAGER, force=True)

@@ -110,7 +110,7 @@ def orphans(desired: DesiredState, live_namespaces: list[dict]) -> list[str]:
 
 def sync_cluster(api, directory: Directory, settings: Settings, opts: SyncOptions, io=None,
                  guard: Guard | None = None) -> ClusterResult:
-    """Reconcile one cluster. api: a kubeapi.KubeApi (or a fake with the same methods)."""
+    """Reconcile one cluster. api: a Kube (mlctl/kube/api.py) or a fake with the same methods."""
     result = ClusterResult(api.cluster)
     guard = guard or Guard()
     note = (lambda text: io.note(f"{api.cluster}: {text}")) if io is not None else (lambda text: None)
@@ -216,7 +216,7 @@ def _adopt(api, key: Key, live: dict, attempts: int = 3) -> None:
         except Exception as e:
             if _status(e) != 409 or attempt == attempts:  # 409: changed since it was read: read it again
                 raise
-        live = api.get(kind, name, namespace or None)
+        live = api.find(kind, name, namespace or None)
         if live is None:
             return
 
@@ -291,7 +291,7 @@ class Summary:
 
 def run_sync(apis: dict, directory: Directory, settings_for, opts: SyncOptions, *, lock=None, io=None,
              directory_requests: int = 0) -> Summary:
-    """Sync each cluster of apis ({name: KubeApi}) under lock (a started LeaseLock, or None for dry runs).
+    """Sync each cluster of apis ({name: Kube}) under lock (a started LeaseLock, or None for dry runs).
 
     settings_for(cluster name) -> Settings (a cluster may have its own default quota).
     """

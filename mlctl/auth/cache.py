@@ -30,9 +30,9 @@ def jwt_claims(token: str) -> dict:
 
 
 class TokenCache:
-    def __init__(self, platform: str, root: Path | None = None):
+    def __init__(self, platform: str, root: Path | None = None, env=None):
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in platform)
-        self.dir = (root or cache_dir() / "tokens") / safe
+        self.dir = (root or cache_dir(env) / "tokens") / safe
 
     def _ensure_dir(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 
-def default_path() -> Path:
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return Path(env.split(os.pathsep)[0])
+def default_path(env=None) -> Path:
+    value = (os.environ if env is None else env).get("KUBECONFIG")
+    if value:
+        return Path(value.split(os.pathsep)[0])
     return Path.home() / ".kube" / "config"
 
 

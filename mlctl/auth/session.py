@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def cache_for(f) -> TokenCache:
-    return TokenCache(f.config.platform_name() or f.platform.name)
+    return TokenCache(f.config.platform_name() or f.platform.name, env=f.env)
 
 
 def keycloak_ca_file(f) -> Path | None:
@@ -27,7 +27,7 @@ def keycloak_ca_file(f) -> Path | None:
     data = kc.get("certificateAuthorityData")
     if not data:
         return Path(kc["caFile"]) if kc.get("caFile") else None
-    return cached_ca_file(f"{f.platform.name}-keycloak", data)
+    return cached_ca_file(f"{f.platform.name}-keycloak", data, f.env)
 
 
 def sso_for(f):

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
 
 from mlctl.errors import AuthError, Forbidden, MlctlError, NotFound, QuotaExceeded, Unavailable, UsageError
 
 
-def _status_message(e) -> str:
-    try:
-        body = json.loads(e.body or "{}")
-        return str(body.get("message") or e.reason)
-    except (ValueError, TypeError):
-        return str(getattr(e, "reason", "") or e)
-
-
 def from_status(status: int, reason: str, message: str, what: str, cluster: str | None = None) -> MlctlError:
     """The mlctl error for an HTTP error status of the Kubernetes API."""
+    err = _error(status, reason, message, what, cluster)
+    err.status, err.reason, err.body = status, reason, message  # body: the API server's own message
+    return err
+
+
+def _error(status: int, reason: str, message: str, what: str, cluster: str | None) -> MlctlError:
     where = f" on cluster {cluster}" if cluster else ""
     message = message or reason or str(status)
     if status == 401:
@@ -37,27 +34,20 @@ def from_status(status: int, reason: str, message: str, what: str, cluster: str 
 
 def translate(e: Exception, what: str, cluster: str | None = None) -> MlctlError:
     """The mlctl error for an exception raised while doing `what` on a cluster."""
-    import urllib3
-    from kubernetes.client.exceptions import ApiException
-
-    if isinstance(e, ApiException):
-        return from_status(e.status, str(e.reason or ""), _status_message(e), what, cluster)
+    if isinstance(e, MlctlError):
+        return e
     where = f" on cluster {cluster}" if cluster else ""
-    if isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
+    if isinstance(e, (ConnectionError, TimeoutError, OSError)):
         return Unavailable(f"{what}{where}: cannot reach the API server", hint="check the network, or retry later")
     return MlctlError(f"{what}{where}: {e}")
 
 
 @contextlib.contextmanager
 def kube_errors(what: str, cluster: str | None = None):
+    """Network failures outside a request (a kubeconfig's files, a TLS set-up) as mlctl errors."""
     try:
         yield
     except MlctlError:
         raise
-    except Exception as e:  # noqa: BLE001 - everything from the client is translated here
-        import urllib3
-        from kubernetes.client.exceptions import ApiException
-
-        if isinstance(e, (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
-            raise translate(e, what, cluster) from e
-        raise
+    except OSError as e:
+        raise translate(e, what, cluster) from e

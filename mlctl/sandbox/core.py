@@ -458,10 +458,10 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
             port = ports[cluster]["kube-apiserver"]
             wait_until(lambda p=port: _healthy(p, "/readyz", certs=certs), timeout,
                        f"{name} /readyz", state, name)
-        from mlctl.sandbox import kubeclient
+        from mlctl.kube.api import from_kubeconfig
 
         for cluster in CLUSTERS:
-            clients[cluster] = kubeclient.api_client(layout.kubeconfig, f"sandbox-{cluster}")
+            clients[cluster] = from_kubeconfig(str(layout.kubeconfig), f"sandbox-{cluster}")
             nodes.create_nodes(clients[cluster], nodes.CLUSTERS[cluster])
         for cluster in CLUSTERS:
             expected = nodes.CLUSTERS[cluster].node_count
@@ -472,7 +472,7 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
                 name = _name(cluster, comp)
                 wait_until(lambda p=ports[cluster][comp]: _healthy(p, "/healthz"), timeout,
                            f"{name} /healthz", state, name)
-            wait_until(lambda c=cluster: kubeclient.has_service_account(clients[c], "default", "default"),
+            wait_until(lambda c=cluster: clients[c].find("ServiceAccount", "default", "default") is not None,
                        timeout, f"the default service account in cluster {cluster}", state,
                        _name(cluster, "kube-controller-manager"))
     finally:

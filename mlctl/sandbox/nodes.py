@@ -8,7 +8,6 @@ mistaken for, or counted against the quota of, a full GPU.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -153,20 +152,16 @@ def node_manifests(cluster: ClusterSpec) -> Iterator[dict]:
             }
 
 
-def create_nodes(api_client, cluster: ClusterSpec, parallelism: int = 16) -> int:
-    """Create the nodes of cluster that do not exist yet; return how many were created."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api_client)
-    existing = {n["metadata"]["name"] for n in _list_nodes(api_client)}
+def create_nodes(kube, cluster: ClusterSpec, parallelism: int = 16) -> int:
+    """Create the nodes of cluster that do not exist yet (kube: its admin Kube); return how many."""
+    existing = {n["metadata"]["name"] for n in kube.list("Node", selector=POOL_LABEL)}
     missing = [m for m in node_manifests(cluster) if m["metadata"]["name"] not in existing]
 
     def create(manifest: dict) -> int:
         try:
-            core.create_node(manifest)
-        except ApiException as exc:
-            if exc.status == 409:  # created by a concurrent `up`
+            kube.create(manifest, strict=False)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 409:  # created by a concurrent `up`
                 return 0
             raise
         return 1
@@ -175,19 +170,13 @@ def create_nodes(api_client, cluster: ClusterSpec, parallelism: int = 16) -> int
         return sum(pool.map(create, missing))
 
 
-def _list_nodes(api_client) -> list[dict]:
-    """The sandbox's nodes as plain dicts (skipping the client's slow model deserialisation)."""
-    from kubernetes import client
-
-    resp = client.CoreV1Api(api_client).list_node(label_selector=POOL_LABEL, _preload_content=False)
-    return json.loads(resp.data)["items"]
+def is_ready(node: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in node.get("status", {}).get("conditions", []))
 
 
-def ready_nodes(api_client) -> int:
-    return sum(
-        1 for n in _list_nodes(api_client)
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
-    )
+def ready_nodes(kube) -> int:
+    return sum(1 for n in kube.list("Node", selector=POOL_LABEL) if is_ready(n))
 
 
 def platform_cluster(cluster: ClusterSpec) -> dict:

@@ -74,36 +74,26 @@ subjects:
 
 
 def _apply_rbac(kubeconfig: Path, context: str) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    from mlctl.kube.api import from_kubeconfig
 
-    from mlctl.sandbox import kubeclient
-
-    api = kubeclient.api_client(kubeconfig, context)
+    api = from_kubeconfig(str(kubeconfig), context)
     try:
-        rbac = client.RbacAuthorizationV1Api(api)
-        body = yaml.safe_load(RBAC)
-        try:
-            rbac.create_cluster_role_binding(body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            rbac.replace_cluster_role_binding(body["metadata"]["name"], body)
+        api.apply(yaml.safe_load(RBAC), "mlctl-sandbox", force=True)
     finally:
         api.close()
 
 
 def _install_tenancy(kubeconfig: Path, platform_doc: dict, cluster: str) -> None:
     """What `mlctl admin install` applies: the QuotaRequest CRD, mlctl's ClusterRoles and bindings."""
-    from mlctl.admin.kubeapi import KubeApi, admin_api_client
     from mlctl.admin.objects import Settings, install
+    from mlctl.kube.client import for_admin
 
     entry = next(c for c in platform_doc["clusters"] if c["name"] == cluster)
-    client = admin_api_client(str(kubeconfig), cluster, "sandbox-{cluster}", 4)
+    api = for_admin(str(kubeconfig), cluster, "sandbox-{cluster}")
     try:
-        install(KubeApi(client, cluster), Settings.from_platform(platform_doc, entry))
+        install(api, Settings.from_platform(platform_doc, entry))
     finally:
-        client.close()
+        api.close()
 
 
 def _ensure_operator_binary(root: Path) -> None:

@@ -88,32 +88,21 @@ def _load_yaml_documents(path: Path) -> list[dict]:
 
 
 def _api_client(kubeconfig: Path, context: str):
-    from mlctl.sandbox import kubeclient
+    from mlctl.kube.api import from_kubeconfig
 
-    return kubeclient.api_client(kubeconfig, context)
+    return from_kubeconfig(str(kubeconfig), context)
 
 
 def _apply(api, doc: dict) -> None:
     """Server-side apply one object; the CRDs are too large for a last-applied annotation."""
-    from kubernetes import client
-
-    kind, name = doc["kind"], doc["metadata"]["name"]
-    opts = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": "application/apply-patch+yaml"}
-    if kind == "CustomResourceDefinition":
-        client.ApiextensionsV1Api(api).patch_custom_resource_definition(name, doc, **opts)
-    elif kind == "Namespace":
-        client.CoreV1Api(api).patch_namespace(name, doc, **opts)
-    elif kind == "Secret":
-        client.CoreV1Api(api).patch_namespaced_secret(name, doc["metadata"]["namespace"], doc, **opts)
-    else:
-        raise SandboxError(f"cannot apply {kind} {name}: not a kind the training-operator manifests use")
+    api.apply(doc, FIELD_MANAGER, force=True)
 
 
-def _established(api, name: str) -> bool:
-    from kubernetes import client
-
-    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
-    return any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or []))
+def established(api, name: str) -> bool:
+    """Whether the CRD name is served (condition Established)."""
+    crd = api.get("CustomResourceDefinition", name)
+    return any(c["type"] == "Established" and c["status"] == "True"
+               for c in (crd.get("status") or {}).get("conditions") or [])
 
 
 def install_crds(kubeconfig: Path, context: str) -> list[str]:
@@ -131,7 +120,7 @@ def install_crds(kubeconfig: Path, context: str) -> list[str]:
         for doc in _load_yaml_documents(manifests_dir() / WEBHOOK_SECRET):
             _apply(api, doc)
         for name in names:
-            wait_until(lambda n=name: _established(api, n), 30, f"CRD {name} to be established")
+            wait_until(lambda n=name: established(api, n), 30, f"CRD {name} to be established")
         return names
     finally:
         api.close()

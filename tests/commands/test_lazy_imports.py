@@ -58,3 +58,22 @@ def test_cached_token_imports_nothing_heavy(platform):
                          capture_output=True, text=True, timeout=60)
     cred = json.loads(out.stdout)
     assert cred["kind"] == "ExecCredential" and cred["status"]["token"] == "t0k3n"
+
+
+def test_everyday_commands_do_not_import_the_kubernetes_package(platform):
+    """train list/status/logs and quota show go through mlctl's own Kubernetes layer. No API server listens at
+    the platform's address, so each ends with exit 7 after its first request: what it imported by then is
+    what a real run imports before its first request, plus the transport."""
+    import json
+    import time
+
+    cache = platform / "cache" / "mlctl" / "tokens" / "lab"
+    cache.mkdir(parents=True)
+    (cache / "cluster-local.json").write_text(json.dumps({"token": "t0k3n", "expires_at": time.time() + 600}))
+    (cache / "session.json").write_text(json.dumps({"user": "bob", "refresh_token": "r", "groups": []}))
+    for args in (["train", "list"], ["train", "status", "gan3d"], ["train", "logs", "gan3d"],
+                 ["quota", "show"], ["train", "events", "gan3d"]):
+        code, mods = _imported([*args, "--cluster", "local"])
+        assert code == 7, (args, code)
+        assert [m for m in mods if m.split(".")[0] in ("kubernetes", "urllib3", "requests", "keycloak")] == [], \
+            (args, mods)

@@ -2,42 +2,23 @@
 
 The sandbox is left running after the session so the next run starts in seconds (`mlctl sandbox down`, or
 `python -c "from mlctl.sandbox import core; core.down()"`, stops it). Under CI=true a sandbox that cannot be
-brought up fails every integration test; elsewhere those tests are skipped with the reason.
+brought up fails every integration test; elsewhere those tests are skipped with the reason. A failure of `up`
+other than a sandbox component that cannot be built, started or reached is an error of the test run.
+
+Tests talk to the sandbox through mlctl's own Kubernetes layer (`sandbox.kube`), and, where a test checks
+mlctl against an independent client, through the kubernetes package (`sandbox.api`, `sandbox.core`).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _unavailable(reason: str):
-    if _in_ci():
-        pytest.fail(f"sandbox unavailable under CI: {reason}", pytrace=False)
-    pytest.skip(f"sandbox unavailable: {reason}")
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
-    """Poll check until it returns something truthy and return that; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})", pytrace=False)
+from tests.integration.support import unavailable, wait_for
 
 
 class Sandbox:
@@ -55,6 +36,7 @@ class Sandbox:
         self.platform_file = Path(self.env["MLCTL_PLATFORM_FILE"])
         self.kubectl_path = core.binaries()["kubectl"]
         self._clients: dict[str, object] = {}
+        self._kubes: dict[str, object] = {}
 
     wait_for = staticmethod(wait_for)
 
@@ -73,12 +55,23 @@ class Sandbox:
     def platform(self) -> dict:
         return yaml.safe_load(self.platform_file.read_text())
 
-    def api(self, cluster: str = "local"):
-        """The admin kubernetes.client.ApiClient of cluster (one per context, cached)."""
-        if cluster not in self._clients:
-            from mlctl.sandbox import kubeclient
+    def kube(self, cluster: str = "local"):
+        """The admin Kube (mlctl/kube/api.py) of cluster, cached."""
+        if cluster not in self._kubes:
+            from mlctl.kube.api import from_kubeconfig
 
-            self._clients[cluster] = kubeclient.api_client(self.kubeconfig, f"sandbox-{cluster}")
+            self._kubes[cluster] = from_kubeconfig(str(self.kubeconfig), f"sandbox-{cluster}", cluster=cluster)
+        return self._kubes[cluster]
+
+    def api(self, cluster: str = "local"):
+        """An independent admin client of cluster: the kubernetes package's ApiClient (cached)."""
+        if cluster not in self._clients:
+            from kubernetes import client, config
+
+            configuration = client.Configuration()
+            config.load_kube_config(config_file=str(self.kubeconfig), context=f"sandbox-{cluster}",
+                                    client_configuration=configuration, persist_config=False)
+            self._clients[cluster] = client.ApiClient(configuration)
         return self._clients[cluster]
 
     def core(self, cluster: str = "local"):
@@ -98,22 +91,22 @@ class Sandbox:
         return proc
 
     def close(self) -> None:
-        for api in self._clients.values():
+        for api in [*self._clients.values(), *self._kubes.values()]:
             api.close()
         self._clients.clear()
+        self._kubes.clear()
 
 
 @pytest.fixture(scope="session")
 def sandbox():
-    try:
-        from mlctl.sandbox import core, stack
-    except ImportError as exc:
-        _unavailable(f"cannot import mlctl.sandbox: {exc}")
+    from mlctl.sandbox import core, stack
+    from mlctl.sandbox.procs import SandboxError
+
     root = core.state_dir()
     try:
         info = stack.up(root)
-    except Exception as exc:  # any failure to start is the sandbox being unavailable
-        _unavailable(f"`up` in {root} failed: {exc}")
+    except SandboxError as exc:  # a component that cannot be built, started or reached here
+        unavailable(f"sandbox `up` in {root} failed: {exc}")
     sb = Sandbox(root, info)
     yield sb
     sb.close()
@@ -122,28 +115,23 @@ def sandbox():
 @pytest.fixture
 def namespace(sandbox, request):
     """A factory: namespace(cluster="local") creates a fresh namespace for this test, deleted afterwards."""
-    from kubernetes import client
-
-    from mlctl.sandbox import kubeclient
-
     created: list[tuple[str, str]] = []
 
     def make(cluster: str = "local") -> str:
         base = request.node.name.lower().replace("_", "-")
         base = "".join(ch for ch in base if ch.isalnum() or ch == "-")[:40].strip("-")
         name = f"t-{base}-{uuid.uuid4().hex[:6]}"
-        client.CoreV1Api(sandbox.api(cluster)).create_namespace(
-            {"metadata": {"name": name, "labels": {"mlctl.io/test": "true"}}}
-        )
+        sandbox.kube(cluster).create({"apiVersion": "v1", "kind": "Namespace",
+                                      "metadata": {"name": name, "labels": {"mlctl.io/test": "true"}}})
         created.append((cluster, name))
         # pods are refused until the service-account controller has made the namespace's default account
-        wait_for(lambda: kubeclient.has_service_account(sandbox.api(cluster), name, "default"), 30,
+        wait_for(lambda: sandbox.kube(cluster).find("ServiceAccount", "default", name), 30,
                  f"service account default in {name}")
         return name
 
     yield make
     for cluster, name in created:
         try:
-            client.CoreV1Api(sandbox.api(cluster)).delete_namespace(name)
+            sandbox.kube(cluster).delete("Namespace", name)
         except Exception:  # noqa: BLE001 - cleanup must not hide the test's own result
             pass

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.conftest import mlctl
-from tests.integration.conftest import _unavailable
+from tests.integration.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +72,13 @@ def _crd_established(sandbox, cluster: str) -> bool:
 
 @pytest.fixture
 def kube(sandbox, installed):
-    """A counted admin KubeApi per cluster."""
-    from mlctl.admin.kubeapi import KubeApi, admin_api_client
+    """A counted admin Kube per cluster."""
+    from mlctl.kube.client import for_admin
 
-    apis = {c: KubeApi(admin_api_client(str(sandbox.kubeconfig), c, "sandbox-{cluster}"), c)
-            for c in ("local", "gcp")}
+    apis = {c: for_admin(str(sandbox.kubeconfig), c, "sandbox-{cluster}") for c in ("local", "gcp")}
     yield apis
     for api in apis.values():
-        api.api.close()
+        api.close()
 
 
 @pytest.fixture
@@ -115,7 +114,7 @@ def directory(people: dict, bob_in_gpu_group: bool = True):
 def quota_of(api, user: str) -> dict:
     from mlctl.tenancy import user_namespace
 
-    return api.get("ResourceQuota", "mlctl-quota", user_namespace(user))
+    return api.find("ResourceQuota", "mlctl-quota", user_namespace(user))
 
 
 def sync_only_these(api, d, opts=None):
@@ -142,7 +141,7 @@ def test_sync_creates_default_and_group_quota_then_resync_only_lists(kube, peopl
 
     rb = api.get("RoleBinding", "mlctl-owner", user_namespace(people["bob"]))
     assert rb["subjects"][0]["name"] == f"oidc:{people['bob']}" and rb["roleRef"]["name"] == "mlctl-user"
-    assert api.get("LimitRange", "mlctl-limits", user_namespace(people["bob"])) is not None
+    assert api.find("LimitRange", "mlctl-limits", user_namespace(people["bob"])) is not None
 
     api.counts.clear()
     again = sync_only_these(api, directory(people))
@@ -183,10 +182,7 @@ def test_group_change_and_approved_request_change_the_quota(kube, people):
 
 
 def test_a_pod_over_quota_is_rejected_and_explained(kube, people, sandbox):
-    from kubernetes.client.exceptions import ApiException
-
     from mlctl.errors import QuotaExceeded
-    from mlctl.kube.errors import translate
     from mlctl.quota import explain_exceeded
     from mlctl.tenancy import user_namespace
 
@@ -199,12 +195,12 @@ def test_a_pod_over_quota_is_rejected_and_explained(kube, people, sandbox):
            "spec": {"containers": [{"name": "main", "image": "busybox", "resources": {
                "requests": {"nvidia.com/gpu": "2", "cpu": "1", "memory": "1Gi"},
                "limits": {"nvidia.com/gpu": "2", "cpu": "1", "memory": "1Gi"}}}]}}
-    with pytest.raises(ApiException) as e:
+    with pytest.raises(QuotaExceeded) as e:
         api.create(pod)
-    err = translate(e.value, "creating pod too-many-gpus", "local")
-    assert isinstance(err, QuotaExceeded) and err.exit_code == 6
+    err = e.value
+    assert err.exit_code == 6 and err.status == 403
     assert "exceeded quota: mlctl-quota" in err.message
-    explained = explain_exceeded(json.loads(e.value.body)["message"], quota_of(api, people["alice"]))
+    explained = explain_exceeded(err.body, quota_of(api, people["alice"]))
     assert explained == ("over ResourceQuota mlctl-quota: requests.nvidia.com/gpu: requested 2, in use 0, "
                          "limit 1 (1 default)")
 
@@ -216,10 +212,7 @@ def test_a_pod_over_quota_is_rejected_and_explained(kube, people, sandbox):
     ({"nvidia.com/gpu": "1.5"}, "nvidia.com/gpu and pods must be whole numbers"),
 ])
 def test_bad_quota_requests_are_refused_with_a_clear_error(kube, people, resources, message):
-    from kubernetes.client.exceptions import ApiException
-
     from mlctl.errors import UsageError
-    from mlctl.kube.errors import translate
     from mlctl.tenancy import user_namespace
 
     api = kube["local"]
@@ -228,24 +221,23 @@ def test_bad_quota_requests_are_refused_with_a_clear_error(kube, people, resourc
     body = {"apiVersion": "mlctl.io/v1alpha1", "kind": "QuotaRequest",
             "metadata": {"generateName": "qr-", "namespace": ns},
             "spec": {"resources": resources, "reason": "testing validation"}}
-    with pytest.raises(ApiException) as e:
+    with pytest.raises(UsageError) as e:
         api.create(body)
-    err = translate(e.value, "creating a quota request", "local")
-    assert isinstance(err, UsageError) and message in err.message
+    assert e.value.exit_code == 2 and message in e.value.message
 
 
-def test_two_concurrent_syncs_do_not_both_write(kube, people):
-    from mlctl.admin.kubeapi import KubeApi, KubeLeaseStore
-    from mlctl.admin.lease import LeaseLock
+def test_two_concurrent_syncs_do_not_both_write(kube, people, sandbox):
+    from mlctl.admin.lease import KubeLeaseStore, LeaseLock
     from mlctl.admin.objects import LEASE_NAME, SYSTEM_NAMESPACE
     from mlctl.admin.sync import SyncOptions, run_sync
     from mlctl.errors import Unavailable
+    from mlctl.kube.client import for_admin
 
     started = threading.Barrier(2)
     outcomes: dict[str, object] = {}
 
     def one_run(name: str):
-        api = KubeApi(kube["local"].api, "local")  # own request counts
+        api = for_admin(str(sandbox.kubeconfig), "local", "sandbox-{cluster}")  # own request counts
         lock = LeaseLock(KubeLeaseStore(api, LEASE_NAME, SYSTEM_NAMESPACE), LEASE_NAME, SYSTEM_NAMESPACE,
                          me=f"{name}-{people['alice']}", duration=15)
         started.wait()
@@ -297,7 +289,7 @@ def test_prune_keeps_a_namespace_with_workloads_unless_forced(kube, people):
                 "spec": {"containers": [{"name": "main", "image": "busybox"}]}})
 
     def deleting(ns: str) -> bool:
-        live = api.get("Namespace", ns)
+        live = api.find("Namespace", ns)
         return live is None or bool(live["metadata"].get("deletionTimestamp"))
 
     report = ClusterResult("local")
@@ -324,7 +316,7 @@ def test_prune_keeps_a_namespace_with_workloads_unless_forced(kube, people):
 def keycloak(sandbox):
     kc = sandbox.platform.get("keycloak")
     if not kc or not kc.get("issuer"):
-        _unavailable("the platform document has no keycloak section (Keycloak not wired into `sandbox up`)")
+        unavailable("the platform document has no keycloak section (Keycloak not wired into `sandbox up`)")
     from mlctl.sandbox import keycloak as sandbox_keycloak
 
     return {"doc": kc, "admin_secret": sandbox_keycloak.ADMIN_CLIENT_SECRET,
@@ -415,20 +407,17 @@ def test_request_approve_and_rbac_between_users(sandbox, env, installed, keycloa
         # nor read or change bob's namespace, nor change her own quota
         assert mlctl("quota", "show", "-n", "u-bob").code == 5
         assert mlctl("quota", "requests", "-n", "u-bob").code == 5
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
+    from mlctl.errors import Forbidden
     from mlctl.factory import Factory
-    from mlctl.kube.client import api_client
 
     with env("alice"):
-        api = api_client(Factory(), "local")
-        with pytest.raises(ApiException) as e:
-            client.CoreV1Api(api).patch_namespaced_resource_quota(
-                "mlctl-quota", "u-alice", {"spec": {"hard": {"requests.nvidia.com/gpu": "100"}}})
+        api = Factory().kube("local")
+        with pytest.raises(Forbidden) as e:
+            api.patch("ResourceQuota", "mlctl-quota", {"spec": {"hard": {"requests.nvidia.com/gpu": "100"}}},
+                      "u-alice")
         assert e.value.status == 403
-        with pytest.raises(ApiException) as e:
-            client.CoreV1Api(api).list_namespaced_pod("u-bob")
+        with pytest.raises(Forbidden) as e:
+            api.list("Pod", "u-bob")
         assert e.value.status == 403
     with env("dave"):
         r = mlctl("admin", "quota", "approve", f"u-alice/{name}", "-m", "granted for the test")

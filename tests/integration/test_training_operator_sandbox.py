@@ -6,12 +6,11 @@ per test). Timeouts below bound the waiting; no test asserts on timing.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from mlctl.sandbox import training
 from mlctl.sandbox.procs import State
+from tests.integration.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +25,7 @@ CONTEXT = f"sandbox-{CLUSTER}"
 def operator(sandbox):
     if not training.binary().is_file():
         message = f"{training.binary()} is missing: run sandbox/build.sh training_operator"
-        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        unavailable(message)
     training.install_crds(sandbox.kubeconfig, CONTEXT)
     # Idempotent: a no-op when `sandbox up` already started it.
     return training.start(State.load(sandbox.root), CLUSTER, sandbox.kubeconfig, CONTEXT)

@@ -145,9 +145,9 @@ def _canonical(value: str) -> str:
 
 
 def _conflict(what: str):
-    from kubernetes.client.exceptions import ApiException
+    from mlctl.kube.errors import from_status
 
-    return ApiException(status=409, reason=what)
+    return from_status(409, "Conflict", what, "writing", "local")
 
 
 class FakeKube:
@@ -181,7 +181,7 @@ class FakeKube:
             out.append(copy.deepcopy(obj))
         return out
 
-    def get(self, kind, name, namespace=None):
+    def find(self, kind, name, namespace=None):
         self.counts[("GET", kind)] += 1
         obj = self.objects.get((kind, namespace or "", name))
         return copy.deepcopy(obj) if obj else None

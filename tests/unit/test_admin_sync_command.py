@@ -24,7 +24,7 @@ def fakes(platform, monkeypatch):
 
     monkeypatch.setattr("mlctl.admin.keycloak_admin.load", load)
     monkeypatch.setattr("mlctl.commands.admin.common.kube_api", lambda f, name, *a, **kw: apis[name])
-    monkeypatch.setattr("mlctl.admin.kubeapi.KubeLeaseStore", lambda api, name, ns: lease_store)
+    monkeypatch.setattr("mlctl.admin.lease.KubeLeaseStore", lambda api, name, ns: lease_store)
     monkeypatch.setenv("MLCTL_ADMIN_CLIENT_ID", "mlctl-admin")
     monkeypatch.setenv("MLCTL_CLIENT_SECRET", "s3cret")
     return apis, lease_store

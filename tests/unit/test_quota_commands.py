@@ -31,7 +31,7 @@ class FakeApi:
                                "spec": {"resources": {"nvidia.com/gpu": "4"}, "reason": "3dgan"},
                                "status": {"phase": "Approved", "decidedBy": "dave"}}]
 
-    def get(self, kind, name, namespace=None):
+    def find(self, kind, name, namespace=None):
         return QUOTA if (kind, name, namespace) == ("ResourceQuota", "mlctl-quota", "u-bob") else None
 
     def list(self, kind, namespace=None, selector=None):
@@ -78,7 +78,7 @@ def test_show_json_is_complete(api):
 
 
 def test_show_without_quota_is_not_found(api, monkeypatch):
-    monkeypatch.setattr(FakeApi, "get", lambda self, *a, **kw: None)
+    monkeypatch.setattr(FakeApi, "find", lambda self, *a, **kw: None)
     r = mlctl("quota", "show")
     assert r.code == 4 and "admin sync" in r.err
 

@@ -26,16 +26,11 @@ def selected_clusters(f, all_by_default: bool = True) -> list[dict]:
     return list(f.platform.clusters) if all_by_default else [f.platform.cluster(None)]
 
 
-def kube_api(f, cluster: str, kubeconfig: str | None, context_template: str, pool_size: int = 16):
-    from mlctl.admin.kubeapi import KubeApi, admin_api_client, user_api_client
+def kube_api(f, cluster: str, kubeconfig: str | None, context_template: str):
     from mlctl.kube.errors import kube_errors
 
     with kube_errors("connecting", cluster):
-        if kubeconfig:
-            api = admin_api_client(kubeconfig, cluster, context_template, pool_size)
-        else:
-            api = user_api_client(f, cluster, pool_size)
-    return KubeApi(api, cluster)
+        return f.kube(cluster, kubeconfig=kubeconfig, context_template=context_template)
 
 
 def me(f) -> str:

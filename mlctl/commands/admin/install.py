@@ -24,7 +24,7 @@ def run(f, dry_run: str, kubeconfig: str | None, context_template: str) -> None:
             else:
                 f.io.stdout.write("---\n".join(to_yaml(o) for o in objs))
             continue
-        api = kube_api(f, cluster["name"], kubeconfig, context_template, 4)
+        api = kube_api(f, cluster["name"], kubeconfig, context_template)
         for obj in objs:
             what = describe(key_of(obj))
             with kube_errors(f"applying {what}", cluster["name"]):

@@ -41,8 +41,7 @@ def admin_credentials(f, opts: Options) -> tuple[str, str]:
 
 def run(f, opts: Options) -> int:
     from mlctl.admin import keycloak_admin
-    from mlctl.admin.kubeapi import KubeLeaseStore
-    from mlctl.admin.lease import LeaseLock
+    from mlctl.admin.lease import KubeLeaseStore, LeaseLock
     from mlctl.admin.objects import LEASE_NAME, SYSTEM_NAMESPACE
     from mlctl.admin.sync import SyncOptions, run_sync, settings_resolver
     from mlctl.commands.admin.common import kube_api, selected_clusters
@@ -54,7 +53,7 @@ def run(f, opts: Options) -> int:
     for c in clusters:
         settings_for(c["name"])  # a bad platform quota section fails before anything is read
     client_id, secret = admin_credentials(f, opts)
-    apis = {c["name"]: kube_api(f, c["name"], opts.kubeconfig, opts.context_template, opts.concurrency)
+    apis = {c["name"]: kube_api(f, c["name"], opts.kubeconfig, opts.context_template)
             for c in clusters}
     directory, kc_requests = keycloak_admin.load(f, client_id, secret)
     f.io.note(f"keycloak: {len(directory.users)} users, {len(directory.groups)} groups")
@@ -63,7 +62,7 @@ def run(f, opts: Options) -> int:
     lock = None
     if opts.dry_run == "none":
         home = f.platform.clusters[0]["name"]
-        home_api = apis.get(home) or kube_api(f, home, opts.kubeconfig, opts.context_template, 2)
+        home_api = apis.get(home) or kube_api(f, home, opts.kubeconfig, opts.context_template)
         lock = LeaseLock(KubeLeaseStore(home_api, LEASE_NAME, SYSTEM_NAMESPACE), LEASE_NAME, SYSTEM_NAMESPACE)
         with kube_errors(f"taking lease {SYSTEM_NAMESPACE}/{LEASE_NAME}", home):
             try:

@@ -146,7 +146,7 @@ def run(f, opts: Options) -> None:
     if opts.write_kubeconfig and allowed:
         from mlctl.tenancy import user_namespace
 
-        path = opts.kubeconfig or default_path()
+        path = opts.kubeconfig or default_path(f.env)
         names = write_contexts(path, platform.name, allowed, user_namespace(session["user"]))
         f.io.note(f"kubeconfig {path}: contexts {', '.join(names)}")
 

@@ -22,7 +22,7 @@ def run(f) -> None:
     if not cluster:
         raise UsageError("--cluster is required", hint="e.g. mlctl token --cluster local")
     platform = f.flags.get("platform") or f.config.platform_name() or f.platform.name
-    cache = TokenCache(platform)
+    cache = TokenCache(platform, env=f.env)
     entry = cache.fresh_cluster_token(cluster)
     if entry:
         token, expires_at = entry["token"], entry["expires_at"]

@@ -52,7 +52,7 @@ def run(f, cluster: str | None) -> None:
     t, api = target_api(f, cluster)
     name = t.cluster["name"]
     with kube_errors(f"reading the quota of {t.namespace}", name):
-        quota = api.get("ResourceQuota", QUOTA_NAME, t.namespace)
+        quota = api.find("ResourceQuota", QUOTA_NAME, t.namespace)
     if quota is None:
         raise NotFound(f"namespace {t.namespace} has no quota {QUOTA_NAME} on cluster {name}",
                        hint="the platform admins' 'mlctl admin sync' creates it; ask them if it persists")

@@ -51,12 +51,6 @@ def target(f, cluster: str | None = None, user: str | None = None) -> Target:
 
 
 def jobs_for(f, t: Target):
-    from mlctl.kube.client import rest_client
     from mlctl.kube.jobs import Jobs
 
-    def api():
-        from mlctl.kube.client import api_client
-
-        return api_client(f, t.cluster["name"])
-
-    return Jobs(rest_client(f, t.cluster["name"]), api, t.namespace, t.cluster["name"])
+    return Jobs(f.kube(t.cluster["name"]), t.namespace, t.cluster["name"])

@@ -37,7 +37,8 @@ def run(f, name: str) -> None:
         io.out(f"  {p['metadata']['name']:<40} {phase:<10} {(p.get('spec') or {}).get('nodeName') or '-'}")
     io.out("Events:")
     for e in events[-20:]:
-        io.out(f"  {e.type:<8} {e.reason:<20} {e.involved_object.name}: {(e.message or '').strip()}")
+        about = (e.get("involvedObject") or {}).get("name")
+        io.out(f"  {e.get('type') or '':<8} {e.get('reason') or '':<20} {about}: {(e.get('message') or '').strip()}")
 
 
 @mlctl_command("describe")

@@ -8,16 +8,23 @@ from mlctl.cli import mlctl_command
 from mlctl.output import Column, print_list
 
 
-def _when(e):
-    return e.last_timestamp or e.event_time or e.metadata.creation_timestamp
+def _when(e: dict) -> str:
+    from mlctl.kube.api import event_time
+
+    return event_time(e)
+
+
+def _involved(e: dict) -> str:
+    obj = e.get("involvedObject") or {}
+    return f"{(obj.get('kind') or '').lower()}/{obj.get('name')}"
 
 
 COLUMNS = [
     Column("last seen", _when),
-    Column("type", lambda e: e.type),
-    Column("reason", lambda e: e.reason),
-    Column("object", lambda e: f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}"),
-    Column("message", lambda e: (e.message or "").strip()),
+    Column("type", lambda e: e.get("type")),
+    Column("reason", lambda e: e.get("reason")),
+    Column("object", _involved),
+    Column("message", lambda e: (e.get("message") or "").strip()),
 ]
 
 
@@ -27,8 +34,8 @@ def run(f, name: str) -> None:
     t = target(f)
     jobs = jobs_for(f, t)
     events = jobs.events(jobs.get(name))
-    print_list(f.io, events, COLUMNS, f.output, raw=lambda e: jobs.api.sanitize_for_serialization(e),
-               name=lambda e: f"event/{e.metadata.name}", empty=f"No events for job {name}.")
+    print_list(f.io, events, COLUMNS, f.output, raw=lambda e: e,
+               name=lambda e: f"event/{e['metadata']['name']}", empty=f"No events for job {name}.")
 
 
 @mlctl_command("events")

@@ -21,7 +21,7 @@ def find(api, ref: str, namespace: str | None) -> dict:
     ns = ns or namespace
     with kube_errors(f"reading quota request {ref}", api.cluster):
         if ns:
-            qr = api.get("QuotaRequest", name, ns)
+            qr = api.find("QuotaRequest", name, ns)
             if qr is None:
                 raise NotFound(f"quota request {ns}/{name} does not exist on cluster {api.cluster}",
                                hint="see 'mlctl admin quota list'")
@@ -47,7 +47,7 @@ def run(f, ref: str, phase: str, message: str | None, dry_run: str, kubeconfig, 
     from mlctl.tenancy import user_namespace
 
     cluster = f.cluster_name()
-    api = kube_api(f, cluster, kubeconfig, context_template, 2)
+    api = kube_api(f, cluster, kubeconfig, context_template)
     qr = find(api, ref, f.config.get("namespace"))
     ns, name = qr["metadata"]["namespace"], qr["metadata"]["name"]
     who = me(f)

@@ -16,7 +16,7 @@ def run(f, phase: str, kubeconfig: str | None, context_template: str) -> None:
     from mlctl.quota.requests import phase as phase_of
 
     cluster = f.cluster_name()
-    api = kube_api(f, cluster, kubeconfig, context_template, 2)
+    api = kube_api(f, cluster, kubeconfig, context_template)
     with kube_errors("listing quota requests", cluster):
         items = api.list("QuotaRequest")
     if phase != "all":
