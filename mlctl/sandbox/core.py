@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import http.client
-import json
 import os
-import re
 import shutil
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
 import yaml
 
 from mlctl.sandbox import nodes, pki
+from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import SandboxError, State, port_open, wait_until
 
 CLUSTERS = tuple(nodes.CLUSTERS)
@@ -54,74 +51,27 @@ _default_state_dir = state_dir
 
 
 def source_dir() -> Path:
-    """The repository's sandbox/ directory (build script, Go wrappers, kwok stages): $MLCTL_SANDBOX_SRC or
-    the checkout this package was installed from (editable install)."""
-    if os.environ.get("MLCTL_SANDBOX_SRC"):
-        return Path(os.environ["MLCTL_SANDBOX_SRC"]).expanduser()
-    return Path(__file__).resolve().parents[2] / "sandbox"
+    """The sandbox's assets (package data, or $MLCTL_SANDBOX_SRC)."""
+    from mlctl.sandbox.build import assets_dir
+
+    return assets_dir()
 
 
-def cache_dir() -> Path:
-    """Where sandbox/build.sh puts binaries (same rule as the script)."""
-    if os.environ.get("MLCTL_CACHE_DIR"):
-        return Path(os.environ["MLCTL_CACHE_DIR"]).expanduser() / "bin"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mlctl" / "bin"
+def binaries() -> dict[str, Path]:
+    """Paths of the control-plane binaries in the build cache (they may not be built yet)."""
+    from mlctl.sandbox import build
+
+    return {**build.paths("etcd"), **build.paths("kubernetes"), **build.paths("kwok")}
 
 
-def _module_version(src: Path, wrapper: str, module: str) -> str:
-    gomod = src / "go" / wrapper / "go.mod"
-    if not gomod.is_file():
-        raise SandboxError(f"{gomod} not found; set MLCTL_SANDBOX_SRC to the repository's sandbox/ directory")
-    text = gomod.read_text()
-    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
-    if not match:
-        raise SandboxError(f"{module} is not required by sandbox/go/{wrapper}/go.mod")
-    return match.group(1)
+def ensure_binaries(log: Path | None = None) -> dict[str, Path]:
+    """Build (or find cached) etcd, kubernetes and kwok."""
+    from mlctl.sandbox import build
 
-
-def versions(src: Path | None = None) -> dict[str, str]:
-    src = src or source_dir()
-    return {
-        "etcd": _module_version(src, "etcd", "go.etcd.io/etcd/server/v3"),
-        "kubernetes": _module_version(src, "kubernetes", "k8s.io/kubernetes"),
-        "kwok": _module_version(src, "kwok", "sigs.k8s.io/kwok"),
-    }
-
-
-def binaries(src: Path | None = None) -> dict[str, Path]:
-    """Paths of the control-plane binaries (they may not be built yet)."""
-    v = versions(src)
-    bin_dir = cache_dir()
-    out = {"etcd": bin_dir / f"etcd-{v['etcd']}" / "etcd", "kwok": bin_dir / f"kwok-{v['kwok']}" / "kwok"}
-    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"):
-        out[name] = bin_dir / f"kubernetes-{v['kubernetes']}" / name
-    return out
-
-
-def ensure_binaries(src: Path | None = None, log: Path | None = None) -> dict[str, Path]:
-    """Build (or find cached) etcd, kubernetes and kwok with sandbox/build.sh."""
-    src = src or source_dir()
-    paths = binaries(src)
-    if all(os.access(p, os.X_OK) for p in paths.values()):
-        return paths
-    build(["etcd", "kubernetes", "kwok"], paths.values(), src, log)
-    return paths
-
-
-def build(components: list[str], outputs, src: Path | None = None, log: Path | None = None) -> None:
-    """Run sandbox/build.sh for components (cached by version); raise unless every output is executable."""
-    src = src or source_dir()
-    script = src / "build.sh"
-    if not script.exists():
-        raise SandboxError(f"{script} not found; set MLCTL_SANDBOX_SRC to the repository's sandbox/ directory")
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
-        result = subprocess.run([str(script), *components], stdout=out, stderr=out)
-    missing = [Path(p).name for p in outputs if not os.access(p, os.X_OK)]
-    if result.returncode != 0 or missing:
-        where = f" (see {log})" if log else ""
-        raise SandboxError(f"building the sandbox binaries failed{where}: missing {', '.join(missing)}")
+        out = stack.enter_context(open(log, "ab")) if log else None
+        build.ensure(["etcd", "kubernetes", "kwok"], out)
+    return binaries()
 
 
 # ---- files -----------------------------------------------------------------------------------------------
@@ -246,29 +196,9 @@ def _free_recorded_port(state: State, key: str, owner: str) -> int:
     return port
 
 
-def _fingerprint(argv: list[str], files: list[Path]) -> str:
-    h = hashlib.sha256(json.dumps(argv).encode())
-    for f in files:
-        h.update(f.read_bytes() if f.exists() else b"")
-    return h.hexdigest()
-
-
 def _ensure(state: State, name: str, argv: list[str], files: list[Path], port: int) -> str:
     """Start name unless it already runs with the same argv and configuration; return what happened."""
-    state.refresh()
-    fp = _fingerprint(argv, files)
-    if state.is_running(name):
-        if state.data.get("fingerprints", {}).get(name) == fp:
-            return "kept"
-        state.stop(name, timeout=_stop_timeout(name))
-        action = "restarted"
-    else:
-        action = "started"
-    state.start(name, argv)
-    state.data["processes"][name]["port"] = port
-    state.data.setdefault("fingerprints", {})[name] = fp
-    state.save()
-    return action
+    return state.ensure(name, argv, files=files, port=port, stop_timeout=_stop_timeout(name))
 
 
 def _stop_timeout(name: str) -> float:
@@ -402,7 +332,7 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
     state = State.load(root)
     src = source_dir()
     layout.build_log.parent.mkdir(parents=True, exist_ok=True)
-    bins = ensure_binaries(src, layout.build_log)
+    bins = ensure_binaries(layout.build_log)
 
     if apiserver_extra is not None:
         unknown = set(apiserver_extra) - set(CLUSTERS)
@@ -563,3 +493,19 @@ def env(state_dir: Path | str | None = None) -> dict[str, str]:
     """Environment that points kubectl and mlctl at the sandbox."""
     layout = _Layout(Path(state_dir) if state_dir else _default_state_dir())
     return {"KUBECONFIG": str(layout.kubeconfig), "MLCTL_PLATFORM_FILE": str(layout.platform)}
+
+
+class ControlPlane(Component):
+    """etcd and, per cluster, kube-apiserver, controller-manager, scheduler and kwok with its nodes. The
+    apiservers get the flags of every component started before them (Keycloak's authentication, OPA's
+    authorization)."""
+
+    name = "control-plane"
+    binaries = ("etcd", "kubernetes", "kwok")
+    after_clusters = False
+
+    def start(self, ctx: Context) -> dict:
+        return up(ctx.root, apiserver_extra={c: ctx.apiserver_flags(c) for c in CLUSTERS})
+
+    def processes(self, ctx: Context) -> list[str]:
+        return ["etcd", *(_name(c, comp) for c in CLUSTERS for comp in CLUSTER_COMPONENTS)]

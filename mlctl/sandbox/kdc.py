@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from mlctl.sandbox import procs
+from mlctl.sandbox.component import Component, Context
 
 REALM = "MLCTL.TEST"
 PROCESS = "kdc"
@@ -158,3 +159,16 @@ def kinit(kdc_info: dict, user: str, password: str, ccache: Path | str) -> None:
     )
     if result.returncode != 0:
         raise procs.SandboxError(f"kinit {user} failed: {(result.stderr or result.stdout).strip()}")
+
+
+class KDC(Component):
+    """The MIT KDC of the sandbox's Kerberos realm (Debian's krb5-kdc; no build)."""
+
+    name = "kdc"
+    after_clusters = False
+
+    def start(self, ctx: Context) -> dict:
+        return start(ctx.state)
+
+    def processes(self, ctx: Context) -> list[str]:
+        return [PROCESS]

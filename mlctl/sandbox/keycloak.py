@@ -22,7 +22,10 @@ import time
 import zipfile
 from pathlib import Path
 
+import yaml
+
 from mlctl.sandbox import pki, procs
+from mlctl.sandbox.component import Component, Context
 
 VERSION = os.environ.get("MLCTL_KEYCLOAK_VERSION", "26.4.7")
 PROCESS = "keycloak"
@@ -43,14 +46,18 @@ _SETUP_REVISION = 2
 BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=true")
 # Extra JVM flags: a C1-only JIT starts the server faster (measured in docs/identity.md).
 _JVM_FLAGS = os.environ.get("MLCTL_KEYCLOAK_JVM_FLAGS", "-XX:TieredStopAtLevel=1")
-_REALM_TEMPLATE = Path(__file__).resolve().parents[2] / "sandbox" / "keycloak" / "realm-ml.json"
+
+
+def _realm_template() -> Path:
+    from mlctl.sandbox.build import assets_dir
+
+    return assets_dir() / "keycloak" / "realm-ml.json"
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("MLCTL_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlctl"
-    )
-    return Path(base)
+    from mlctl.sandbox.build import cache_root
+
+    return cache_root()
 
 
 def _java_env() -> dict[str, str]:
@@ -149,7 +156,7 @@ def info(state: procs.State) -> dict:
 
 
 def _render_realm(kdc_info: dict) -> dict:
-    text = string.Template(_REALM_TEMPLATE.read_text()).substitute(
+    text = string.Template(_realm_template().read_text()).substitute(
         KERBEROS_COMPONENT_ID=KERBEROS_COMPONENT_ID,
         KRB5_REALM=kdc_info["realm"],
         SERVER_PRINCIPAL=kdc_info.get("service_principal", f"HTTP/127.0.0.1@{kdc_info['realm']}"),
@@ -303,3 +310,65 @@ def start(state: procs.State, kdc_info: dict, *, timeout: float = 180) -> dict:
 
 def stop(state: procs.State) -> bool:
     return state.stop(PROCESS, timeout=30)
+
+
+USER_PREFIX = "oidc:"
+GROUP_PREFIX = "oidc:"
+
+
+def authentication_config(kc: dict, audience: str) -> str:
+    """The kube-apiserver AuthenticationConfiguration trusting Keycloak tokens for one audience."""
+    ca = Path(kc["ca_file"]).read_text()
+    return yaml.safe_dump({
+        "apiVersion": "apiserver.config.k8s.io/v1beta1",
+        "kind": "AuthenticationConfiguration",
+        "jwt": [{
+            "issuer": {"url": kc["issuer"], "audiences": [audience], "certificateAuthority": ca},
+            "claimMappings": {
+                "username": {"claim": "preferred_username", "prefix": USER_PREFIX},
+                "groups": {"claim": "groups", "prefix": GROUP_PREFIX},
+            },
+        }],
+    }, sort_keys=False)
+
+
+class Keycloak(Component):
+    """Keycloak over HTTPS with realm ml, federated with the KDC. It must answer before an API server starts:
+    an apiserver whose first OIDC discovery fails retries only every 10 s, and refuses tokens until then."""
+
+    name = "keycloak"
+    after_clusters = False
+
+    def prepare(self, ctx: Context, log) -> None:
+        ensure_dist()
+
+    def start(self, ctx: Context) -> dict:
+        return start(ctx.state, ctx.info["kdc"])
+
+    def apiserver_flags(self, ctx: Context, cluster: str) -> list[str]:
+        path = ctx.root / "clusters" / cluster / "authentication.yaml"
+        text = authentication_config(ctx.info[self.name], cluster)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        return [f"--authentication-config={path}"]
+
+    def platform(self, ctx: Context) -> dict:
+        import base64
+
+        kc = ctx.info[self.name]
+        return {
+            "keycloak": {
+                "issuer": kc["issuer"],
+                "clientId": kc["client_id"],
+                # Keycloak's standard token exchange refuses public clients; this secret is distributed with the
+                # platform document like an installed application's and protects nothing by itself.
+                "clientSecret": kc["client_secret"],
+                "certificateAuthorityData": base64.b64encode(Path(kc["ca_file"]).read_bytes()).decode(),
+            },
+            "clusters": {name: {"audience": name, "tokenExchangeScope": scope}
+                         for name, scope in kc["audience_scopes"].items()},
+        }
+
+    def processes(self, ctx: Context) -> list[str]:
+        return [PROCESS]

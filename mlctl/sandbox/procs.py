@@ -123,6 +123,26 @@ class State:
         self.save()
         return proc.pid
 
+    def ensure(self, name: str, argv: list[str], *, files: list[Path] = (), env: dict | None = None,
+               cwd: Path | None = None, port: int | None = None, stop_timeout: float = 15.0) -> str:
+        """Start name unless it already runs with the same argv, environment and configuration files;
+        return "kept", "started" or "restarted" (a process whose configuration changed is restarted)."""
+        self.refresh()
+        fp = fingerprint(argv, list(files), env)
+        if self.is_running(name):
+            if self.data.get("fingerprints", {}).get(name) == fp:
+                return "kept"
+            self.stop(name, timeout=stop_timeout)
+            action = "restarted"
+        else:
+            action = "started"
+        self.start(name, argv, env=env, cwd=cwd)
+        if port is not None:
+            self.data["processes"][name]["port"] = port
+        self.data.setdefault("fingerprints", {})[name] = fp
+        self.save()
+        return action
+
     def restart(self, name: str, timeout: float = 15.0) -> int:
         """Stop the process named name and start it again as it was started (argv, extra environment,
         directory); return the new pid."""
@@ -167,6 +187,16 @@ class State:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def fingerprint(argv: list[str], files: list[Path], env: dict | None = None) -> str:
+    """What a process was started with: argv, extra environment and the contents of its config files."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([argv, sorted((env or {}).items())]).encode())
+    for f in files:
+        h.update(f.read_bytes() if f.exists() else b"")
+    return h.hexdigest()
+
+
 def _reap(pid: int) -> None:
     """Collect pid if it is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -181,7 +211,16 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, state: Stat
         if check():
             return
         if state and name and not state.is_running(name):
-            raise SandboxError(f"{name} exited while waiting for {what}: {state.log_tail(name, 3)}")
+            time.sleep(0.2)  # seen once right after a start: confirm before calling it dead
+            if not state.is_running(name) and not check():
+                raise SandboxError(f"{name} exited while waiting for {what}{_see_log(state, name)}")
         time.sleep(0.2)
-    tail = f": {state.log_tail(name, 3)}" if state and name else ""
-    raise SandboxError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+    raise SandboxError(f"timed out after {timeout:.0f} s waiting for {what}{_see_log(state, name)}")
+
+
+def _see_log(state: State | None, name: str | None) -> str:
+    """Where to read why (one line: the log's own lines stay in the log)."""
+    if not (state and name):
+        return ""
+    path = state.logs / f"{name}.log"
+    return f" (see {path})" if path.exists() else ""

@@ -1,6 +1,6 @@
 """The Kubeflow training-operator of one sandbox cluster: its CRDs, and the manager run out of cluster.
 
-The manager (built by `sandbox/build.sh training_operator`) runs as a plain process against a kubeconfig of
+The manager (built by `python -m mlctl.sandbox.build training-operator`) runs as a plain process against a kubeconfig of
 its own, with only the TFJob and PyTorchJob controllers. v1.8 always starts its admission-webhook server and
 a cert rotator; neither can be switched off by a flag, so both are satisfied instead:
 
@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from mlctl.sandbox import pki
+from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import SandboxError, State, wait_until
 
 MODULE = "github.com/kubeflow/training-operator"
@@ -57,22 +58,17 @@ def crds_dir() -> Path:
 
 
 def version() -> str:
-    """The training-operator version the wrapper module pins (the single source of truth)."""
-    from mlctl.sandbox import core
+    """The training-operator version the wrapper module pins (the build table's single source of truth)."""
+    from mlctl.sandbox import build
 
-    gomod = core.source_dir() / "go" / "training-operator" / "go.mod"
-    for line in gomod.read_text().splitlines():
-        words = line.split()
-        if MODULE in words:
-            return next(w for w in words if w.startswith("v") and w[1:2].isdigit())
-    raise SandboxError(f"{gomod} does not require {MODULE}")
+    return build.version("training-operator")
 
 
 def binary() -> Path:
-    """Where sandbox/build.sh puts the manager."""
-    from mlctl.sandbox import core
+    """Where the build puts the manager."""
+    from mlctl.sandbox import build
 
-    return core.cache_dir() / f"training-operator-{version()}" / "training-operator"
+    return build.path("training-operator")
 
 
 def process_name(cluster: str) -> str:
@@ -205,31 +201,32 @@ def start(state: State, cluster: str, kubeconfig: Path, context: str) -> dict:
     """
     exe = binary()
     if not exe.is_file():
-        raise SandboxError(f"{exe} is missing; build it with: sandbox/build.sh training_operator")
+        raise SandboxError(f"{exe} is missing; build it with: python -m mlctl.sandbox.build training-operator")
     name = process_name(cluster)
     home = state.root / name
     tmpdir = home / "tmp"
     health = state.port(f"{name}-health")
     metrics = state.port(f"{name}-metrics")
     webhook = state.port(f"{name}-webhook")
-    if not state.is_running(name):
-        _ensure_webhook_secret(kubeconfig, context)
-        _serving_certs(state, cluster, tmpdir)
-        own_kubeconfig = _kubeconfig_for(kubeconfig, context, home / "kubeconfig")
-        argv = [
-            str(exe),
-            f"--kubeconfig={own_kubeconfig}",
-            "--enable-scheme=tfjob",
-            "--enable-scheme=pytorchjob",
-            f"--metrics-bind-address=127.0.0.1:{metrics}",
-            f"--health-probe-bind-address=127.0.0.1:{health}",
-            f"--webhook-server-port={webhook}",
-            "--leader-elect=false",
-            "--gang-scheduler-name=",
-            "--zap-log-level=info",
-            "--zap-time-encoding=iso8601",
-        ]
-        state.start(name, argv, env={"TMPDIR": str(tmpdir), "MY_POD_NAMESPACE": NAMESPACE})
+    _ensure_webhook_secret(kubeconfig, context)
+    _serving_certs(state, cluster, tmpdir)
+    own_kubeconfig = _kubeconfig_for(kubeconfig, context, home / "kubeconfig")
+    # started, kept, or restarted when its command line or kubeconfig changed
+    argv = [
+        str(exe),
+        f"--kubeconfig={own_kubeconfig}",
+        "--enable-scheme=tfjob",
+        "--enable-scheme=pytorchjob",
+        f"--metrics-bind-address=127.0.0.1:{metrics}",
+        f"--health-probe-bind-address=127.0.0.1:{health}",
+        f"--webhook-server-port={webhook}",
+        "--leader-elect=false",
+        "--gang-scheduler-name=",
+        "--zap-log-level=info",
+        "--zap-time-encoding=iso8601",
+    ]
+    state.ensure(name, argv, files=[own_kubeconfig],
+                 env={"TMPDIR": str(tmpdir), "MY_POD_NAMESPACE": NAMESPACE})
     readyz = f"http://127.0.0.1:{health}/readyz"
     wait_until(lambda: _ready(readyz), START_TIMEOUT, f"{name} to be ready ({readyz})", state, name)
     proc = state.data["processes"][name]
@@ -247,3 +244,25 @@ def start(state: State, cluster: str, kubeconfig: Path, context: str) -> dict:
 def stop(state: State, cluster: str) -> bool:
     """Stop the training-operator of cluster; True if it was running."""
     return state.stop(process_name(cluster))
+
+
+class TrainingOperator(Component):
+    """The Kubeflow training-operator of each cluster: its CRDs, then the manager out of cluster."""
+
+    name = "training-operator"
+    binaries = ("training-operator",)
+
+    def start(self, ctx: Context) -> dict:
+        from mlctl.sandbox import core
+
+        out = {}
+        for cluster in core.CLUSTERS:
+            context = f"sandbox-{cluster}"
+            install_crds(ctx.kubeconfig, context)
+            out[cluster] = start(ctx.state, cluster, ctx.kubeconfig, context)
+        return out
+
+    def processes(self, ctx: Context) -> list[str]:
+        from mlctl.sandbox import core
+
+        return [process_name(c) for c in core.CLUSTERS]

@@ -29,9 +29,9 @@ class Sandbox:
 
         self.root = root
         self.info = info
-        from mlctl.sandbox import stack
+        from mlctl.sandbox import runner
 
-        self.env = stack.env(root)
+        self.env = runner.env(root)
         self.kubeconfig = Path(self.env["KUBECONFIG"])
         self.platform_file = Path(self.env["MLCTL_PLATFORM_FILE"])
         self.kubectl_path = core.binaries()["kubectl"]
@@ -99,12 +99,12 @@ class Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox():
-    from mlctl.sandbox import core, stack
+    from mlctl.sandbox import core, runner
     from mlctl.sandbox.procs import SandboxError
 
     root = core.state_dir()
     try:
-        info = stack.up(root)
+        info = runner.up(root)
     except SandboxError as exc:  # a component that cannot be built, started or reached here
         unavailable(f"sandbox `up` in {root} failed: {exc}")
     sb = Sandbox(root, info)

@@ -24,7 +24,7 @@ CONTEXT = f"sandbox-{CLUSTER}"
 @pytest.fixture(scope="module")
 def operator(sandbox):
     if not training.binary().is_file():
-        message = f"{training.binary()} is missing: run sandbox/build.sh training_operator"
+        message = f"{training.binary()} is missing: run python -m mlctl.sandbox.build training-operator"
         unavailable(message)
     training.install_crds(sandbox.kubeconfig, CONTEXT)
     # Idempotent: a no-op when `sandbox up` already started it.

@@ -15,9 +15,9 @@ class Options:
 
 
 def run(f, opts: Options) -> None:
-    from mlctl.sandbox import core
+    from mlctl.sandbox import core, runner
 
-    stopped = core.down(core.state_dir(), purge=opts.purge)
+    stopped = runner.down(core.state_dir(), purge=opts.purge)
     f.io.note(f"stopped {len(stopped)} processes" + (" and removed the sandbox's data" if opts.purge else ""))
 
 

@@ -10,9 +10,9 @@ from mlctl.cli import mlctl_command
 
 
 def run(f) -> None:
-    from mlctl.sandbox import core, stack
+    from mlctl.sandbox import core, runner
 
-    env = stack.env(core.state_dir())
+    env = runner.env(core.state_dir())
     if f.output in ("json", "yaml"):
         from mlctl.output import print_object
 

@@ -29,17 +29,17 @@ def register_platform(f, platform_file) -> None:
 
 def run(f, opts: Options) -> None:
     from mlctl.errors import Unavailable
-    from mlctl.sandbox import core, stack
+    from mlctl.sandbox import core, runner
     from mlctl.sandbox.procs import SandboxError
 
     started = time.monotonic()
     f.io.note("starting the sandbox (the first run builds the servers from source: allow 20-30 minutes)")
     try:
-        info = stack.up(core.state_dir())
+        info = runner.up(core.state_dir())
     except SandboxError as e:
         raise Unavailable(f"sandbox did not start: {e}",
                           hint="see the logs under 'mlctl sandbox status' and retry 'mlctl sandbox up'") from e
-    env = stack.env(core.state_dir())
+    env = runner.env(core.state_dir())
     register_platform(f, env["MLCTL_PLATFORM_FILE"])
     if opts.output in ("json", "yaml"):
         from mlctl.output import print_object
