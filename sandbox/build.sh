@@ -40,7 +40,11 @@ training_operator() {
   build training-operator "$(modver training-operator github.com/kubeflow/training-operator)" training-operator \
     github.com/kubeflow/training-operator/cmd/training-operator.v1
 }
+versitygw() {
+  local v; v="$(modver versitygw github.com/versity/versitygw)"
+  build versitygw "$v" versitygw github.com/versity/versitygw/cmd/versitygw "-X main.Version=$v -X main.Build=$v"
+}
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok training_operator)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok training_operator versitygw)
 for c in "${components[@]}"; do "$c"; done
