@@ -1,5 +1,5 @@
-"""The whole sandbox platform: KDC, Keycloak, both clusters (authenticating Keycloak JWTs), the
-training-operator, and the RBAC that ties Keycloak identities to cluster roles.
+"""The whole sandbox platform: KDC, Keycloak, both clusters (authenticating Keycloak JWTs), the S3 server,
+the training-operator, and the RBAC that ties Keycloak identities to cluster roles.
 
 Order: the KDC, then Keycloak with its realm (the API servers discover it when they start), then both
 clusters, then RBAC, mlctl's own CRD and roles (what `mlctl admin install` applies), the Kubeflow CRDs and the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import core, kdc, keycloak, training
+from mlctl.sandbox import core, kdc, keycloak, s3, training
 from mlctl.sandbox.procs import State
 
 USER_PREFIX = "oidc:"
@@ -132,6 +132,8 @@ def up(root: Path | None = None) -> dict:
     result = core.up(root, apiserver_extra=extra)
     state = State.load(root)  # core.up recorded its processes; continue from what is on disk
     _platform_identity(root, kc)
+    s3_info = s3.start(state)
+    s3.publish(root / "platform.yaml", s3_info)
     kubeconfig = root / "kubeconfig"
     _ensure_operator_binary(root)
     operators = {}
@@ -144,6 +146,7 @@ def up(root: Path | None = None) -> dict:
         operators[cluster] = training.start(state, cluster, kubeconfig, context)
     result = core.status(root)
     result["keycloak"] = {"issuer": kc["issuer"], "realm": kc["realm"]}
+    result["s3"] = {"endpoint": s3_info["endpoint"], "buckets": s3_info["buckets"]}
     result["kdc"] = {"realm": kdc_info["realm"], "krb5_conf": str(kdc_info["krb5_conf"])}
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
