@@ -82,7 +82,7 @@ def test_settings_defaults_and_errors():
     assert (s.epochs, s.batch, s.grid, s.output) == (5, 32, 25, ("mlctl-outputs", "alice/run1/"))
     assert t.parse_settings({}, worker).output is None
     _raises(lambda: t.parse_settings({}, chief), "OUTPUT_URL is not set")
-    _raises(lambda: t.parse_settings({"OUTPUT_URL": "/tmp/x"}, chief), "s3:// URL")
+    _raises(lambda: t.parse_settings({"OUTPUT_URL": "file:///data/out"}, chief), "s3:// URL")
     _raises(lambda: t.parse_settings({"OUTPUT_URL": "s3:///x"}, chief), "no bucket")
     _raises(lambda: t.parse_settings({"EPOCHS": "five"}, worker), "EPOCHS must be an integer")
     _raises(lambda: t.parse_settings({"EPOCHS": "0"}, worker), "EPOCHS must be at least 1")
