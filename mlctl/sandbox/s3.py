@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import ssl
+import time
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -206,10 +207,20 @@ def user_secret_object(namespace: str, access_key: str, secret: str) -> dict:
 
 # ---- the process ---------------------------------------------------------------------------------------
 
-def _port(state: State) -> int:
-    """The recorded port; re-chosen when versitygw is down and something else took it."""
+def _port(state: State, grace: float = 5.0) -> int:
+    """The recorded port; re-chosen when versitygw is down and something else took it.
+
+    A killed versitygw shows as not running (its main thread is a zombie) while its other threads still
+    hold the listening socket for a moment, so the port gets `grace` seconds to close before it counts
+    as taken.
+    """
     port = state.port(PROCESS)
-    if not state.is_running(PROCESS) and port_open(port):
+    if state.is_running(PROCESS):
+        return port
+    deadline = time.monotonic() + grace
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if port_open(port):
         state.refresh()
         del state.data["ports"][PROCESS]
         state.save()
@@ -281,8 +292,9 @@ def info(state: State) -> dict:
 
 def start(state: State, *, timeout: float = START_TIMEOUT) -> dict:
     """Build (once) and start versitygw unless it runs with the same configuration, wait until it answers,
-    then create (once) the accounts, the buckets and their policies. Returns info() plus "action"
-    (started | restarted | kept)."""
+    then create (once) the accounts, the buckets and their policies, and write the platform document's
+    s3 section (when <state>/platform.yaml exists). Returns info() plus "action" (started | restarted |
+    kept)."""
     root = state.root
     exe = build(root / "logs" / "build.log")
     home = _home(root)
@@ -311,6 +323,8 @@ def start(state: State, *, timeout: float = START_TIMEOUT) -> dict:
     out = info(state)
     wait_until(lambda: ready(out), timeout, f"versitygw /health on port {port}", state, PROCESS)
     _provision(out, (root_key, root_secret), users, home / "provisioned")
+    if (root / "platform.yaml").exists():  # the port may have changed
+        publish(root / "platform.yaml", out)
     out["action"] = action
     return out
 

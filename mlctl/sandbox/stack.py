@@ -132,8 +132,7 @@ def up(root: Path | None = None) -> dict:
     result = core.up(root, apiserver_extra=extra)
     state = State.load(root)  # core.up recorded its processes; continue from what is on disk
     _platform_identity(root, kc)
-    s3_info = s3.start(state)
-    s3.publish(root / "platform.yaml", s3_info)
+    s3_info = s3.start(state)  # also fills the platform document's s3 section
     kubeconfig = root / "kubeconfig"
     _ensure_operator_binary(root)
     operators = {}

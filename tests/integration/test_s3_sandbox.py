@@ -93,12 +93,16 @@ def test_a_second_start_keeps_the_server_and_a_dead_one_is_restarted(sandbox):
     assert s3.start(sandbox.state)["action"] == "kept"
     assert sandbox.state.data["processes"][s3.PROCESS]["pid"] == pid
 
+    port = sandbox.state.data["ports"][s3.PROCESS]
     os.kill(pid, signal.SIGKILL)
     argv0 = sandbox.state.data["processes"][s3.PROCESS]["argv"][0]
     wait_for(lambda: not procs.running(pid, argv0), 10, "versitygw to die")
     out = s3.start(sandbox.state)
     assert out["action"] == "started"
     assert sandbox.state.data["processes"][s3.PROCESS]["pid"] != pid
+    # the dying process's threads held the port for a moment; it is kept, and the document still right
+    assert sandbox.state.data["ports"][s3.PROCESS] == port
+    assert sandbox.platform["s3"]["endpoint"] == out["endpoint"] == f"https://127.0.0.1:{port}"
     assert client(sandbox, "alice").get_object(Bucket="mlctl-outputs", Key=key)["Body"].read() == b"still here"
 
 
