@@ -50,6 +50,7 @@ class Binary:
     module: str
     commands: dict[str, str]
     version_ldflags: tuple[str, ...] = field(default=())  # Go packages whose gitVersion etc. are stamped
+    ldflags: tuple[str, ...] = field(default=())  # more -X flags; {v} is the version
 
 
 BINARIES: dict[str, Binary] = {
@@ -63,6 +64,10 @@ BINARIES: dict[str, Binary] = {
     "kwok": Binary("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
     "training-operator": Binary("training-operator", "github.com/kubeflow/training-operator",
                                 {"training-operator": "github.com/kubeflow/training-operator/cmd/training-operator.v1"}),
+    "versitygw": Binary("versitygw", "github.com/versity/versitygw",
+                        {"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
+                        ldflags=("-X main.Version={v}", "-X main.Build={v}")),
+    "opa": Binary("opa", "github.com/open-policy-agent/opa", {"opa": "github.com/open-policy-agent/opa"}),
 }
 
 
@@ -98,6 +103,7 @@ def _ldflags(b: Binary, v: str) -> str:
     for pkg in b.version_ldflags:
         flags += [f"-X {pkg}.gitVersion={v}", f"-X {pkg}.gitMajor=1", f"-X {pkg}.gitMinor={minor}",
                   f"-X {pkg}.gitTreeState=clean", f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+    flags += [f.format(v=v) for f in b.ldflags]
     return " ".join(flags)
 
 
