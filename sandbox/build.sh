@@ -40,7 +40,8 @@ training_operator() {
   build training-operator "$(modver training-operator github.com/kubeflow/training-operator)" training-operator \
     github.com/kubeflow/training-operator/cmd/training-operator.v1
 }
+opa() { build opa "$(modver opa github.com/open-policy-agent/opa)" opa github.com/open-policy-agent/opa ; }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok training_operator)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok training_operator opa)
 for c in "${components[@]}"; do "$c"; done
