@@ -268,3 +268,12 @@ def webhook_files(opa_info: dict, cluster: str, out_dir: Path, user_prefix: str 
 def platform_section(opa_info: dict) -> dict:
     """The platform document's `opa` key: where mlctl asks, and the CA that vouches for it."""
     return {"url": opa_info["url"], "certificateAuthorityData": opa_info["certificateAuthorityData"]}
+
+
+def publish(platform_file: Path, opa_info: dict) -> None:
+    """Set the platform document's `opa` key (a read-modify-write: other parts own the other keys)."""
+    doc = yaml.safe_load(platform_file.read_text())
+    section = platform_section(opa_info)
+    if doc.get("opa") != section:
+        doc["opa"] = section
+        _write(platform_file, yaml.safe_dump(doc, sort_keys=False))

@@ -1,9 +1,9 @@
 """The whole sandbox platform: KDC, Keycloak, both clusters (authenticating Keycloak JWTs), the
 training-operator, and the RBAC that ties Keycloak identities to cluster roles.
 
-Order: the KDC, then Keycloak with its realm (the API servers discover it when they start), then both
-clusters, then RBAC, mlctl's own CRD and roles (what `mlctl admin install` applies), the Kubeflow CRDs and the
-training-operators.
+Order: the KDC, then Keycloak with its realm (the API servers discover it when they start), OPA (gcp's
+apiserver asks it, docs/policy.md), then both clusters, then RBAC, mlctl's own CRD and roles (what `mlctl admin
+install` applies), the Kubeflow CRDs and the training-operators.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import core, kdc, keycloak, training
+from mlctl.sandbox import core, kdc, keycloak, opa, training
 from mlctl.sandbox.procs import State
 
 USER_PREFIX = "oidc:"
@@ -129,9 +129,13 @@ def up(root: Path | None = None) -> dict:
     for cluster in core.CLUSTERS:
         authn = _write(root / "clusters" / cluster / "authentication.yaml", authentication_config(kc, cluster))
         extra[cluster] = [f"--authentication-config={authn}"]
+    opa.build(root / "logs" / "build.log")  # OPA before the clusters: gcp's apiserver asks it (docs/policy.md)
+    opa_info = opa.start(state)
+    extra["gcp"] += opa.webhook_files(opa_info, "gcp", root / "clusters" / "gcp", USER_PREFIX)
     result = core.up(root, apiserver_extra=extra)
     state = State.load(root)  # core.up recorded its processes; continue from what is on disk
     _platform_identity(root, kc)
+    opa.publish(root / "platform.yaml", opa_info)
     kubeconfig = root / "kubeconfig"
     _ensure_operator_binary(root)
     operators = {}
@@ -144,6 +148,7 @@ def up(root: Path | None = None) -> dict:
         operators[cluster] = training.start(state, cluster, kubeconfig, context)
     result = core.status(root)
     result["keycloak"] = {"issuer": kc["issuer"], "realm": kc["realm"]}
+    result["opa"] = {"url": opa_info["url"]}
     result["kdc"] = {"realm": kdc_info["realm"], "krb5_conf": str(kdc_info["krb5_conf"])}
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
