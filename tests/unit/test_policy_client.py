@@ -97,11 +97,12 @@ def test_changed_limits_restart_opa_and_change_the_decision(real_opa, tmp_path):
         data["mlctl"]["config"]["clusters"]["gcp"]["maxGpusPerJob"] = 512
         (policy / "data.json").write_text(json.dumps(data))
         again = opa.start(state, policy)
-        assert again["action"] == "restarted" and again["pid"] != real_opa["info"]["pid"]
+        assert again["action"] == "restarted" and again["pid"] != real_opa["info"]["pid"], state.log_tail("opa")
         d = decide(real_opa["doc"], *ALICE, "gcp", {"gpus": 256, "pools": ["gpu"], "preemptible": True})
         assert d.allow and d.limits["maxGpusPerJob"] == 512
     finally:
-        assert opa.start(state)["action"] == "restarted"  # back to the repository's policy for the others
+        back = opa.start(state)  # the repository's policy again, for the other tests
+        assert back["action"] == "restarted", (back, state.log_tail("opa", 10))
 
 
 def test_the_api_refuses_to_replace_the_policy(real_opa):
