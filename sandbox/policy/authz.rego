@@ -39,6 +39,10 @@ _status(name) := {"allowed": false, "denied": false, "reason": "not a platform u
 	not platform_user
 }
 
+else := {"allowed": false, "denied": false, "reason": "asks who the user is or what they may do; RBAC decides"} if {
+	_self_inquiry
+}
+
 else := {"allowed": false, "denied": true, "reason": concat("; ", decision.reasons)} if {
 	decision := clusters.decide(platform_user, platform_groups, name, {})
 	not decision.allow
@@ -47,3 +51,21 @@ else := {"allowed": false, "denied": true, "reason": concat("; ", decision.reaso
 else := {"allowed": false, "denied": false, "reason": sprintf("the cluster policy lets %s use %s; RBAC decides", [
 	platform_user, name,
 ])}
+
+# What a user the policy keeps out may still do, so that kubectl can tell them why: discovery and the other
+# non-resource requests (the defaults grant authenticated users only discovery, health and version), and
+# asking who they are (kubectl auth whoami) or what they may do (kubectl auth can-i, which then shows this
+# policy's reason). Without it, kubectl's discovery fails first and prints "Forbidden: unknown".
+_self_inquiry if not input.spec.resourceAttributes
+
+_self_inquiry if {
+	some self in [
+		["authentication.k8s.io", "selfsubjectreviews"],
+		["authorization.k8s.io", "selfsubjectaccessreviews"],
+		["authorization.k8s.io", "selfsubjectrulesreviews"],
+	]
+	input.spec.resourceAttributes.group == self[0]
+	input.spec.resourceAttributes.resource == self[1]
+	input.spec.resourceAttributes.verb == "create"
+	not input.spec.resourceAttributes.subresource
+}

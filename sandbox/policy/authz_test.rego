@@ -67,10 +67,41 @@ test_everyone_known_to_the_policy_may_use_local if {
 }
 
 test_a_review_without_groups_is_judged_on_the_user_alone if {
-	r := authz.review.gcp with input as {"spec": {"user": "oidc:service-account-mlctl-admin"}}
+	pods := {"verb": "list", "resource": "pods", "namespace": "u-carol"}
+	r := authz.review.gcp with input as {"spec": {"user": "oidc:service-account-mlctl-admin", "resourceAttributes": pods}}
 	r.status.denied == false
-	s := authz.review.gcp with input as {"spec": {"user": "oidc:carol"}}
+	s := authz.review.gcp with input as {"spec": {"user": "oidc:carol", "resourceAttributes": pods}}
 	s.status.denied == true
+}
+
+inquiry(attributes) := {"spec": object.union({"user": "oidc:carol", "groups": ["oidc:ml-users"]}, attributes)}
+
+test_a_kept_out_user_may_still_discover_and_ask_about_herself if {
+	every attributes in [
+		{"nonResourceAttributes": {"path": "/apis", "verb": "get"}},
+		{"nonResourceAttributes": {"path": "/api/v1", "verb": "get"}},
+		{"nonResourceAttributes": {"path": "/version", "verb": "get"}},
+		{"resourceAttributes": {"group": "authentication.k8s.io", "resource": "selfsubjectreviews", "verb": "create"}},
+		{"resourceAttributes": {"group": "authorization.k8s.io", "resource": "selfsubjectaccessreviews", "verb": "create"}},
+		{"resourceAttributes": {"group": "authorization.k8s.io", "resource": "selfsubjectrulesreviews", "verb": "create"}},
+	] {
+		r := authz.review.gcp with input as inquiry(attributes)
+		r.status == {"allowed": false, "denied": false, "reason": "asks who the user is or what they may do; RBAC decides"}
+	}
+}
+
+test_only_the_self_inquiries_are_let_through if {
+	every attributes in [
+		{"group": "authorization.k8s.io", "resource": "subjectaccessreviews", "verb": "create"},
+		{"group": "authorization.k8s.io", "resource": "selfsubjectaccessreviews", "verb": "delete"},
+		{"group": "authentication.k8s.io", "resource": "selfsubjectreviews", "verb": "create", "subresource": "status"},
+		{"group": "authentication.k8s.io", "resource": "tokenreviews", "verb": "create"},
+		{"group": "", "resource": "selfsubjectreviews", "verb": "create"},
+		{"group": "kubeflow.org", "resource": "tfjobs", "verb": "create", "namespace": "u-carol"},
+	] {
+		r := authz.review.gcp with input as inquiry({"resourceAttributes": attributes})
+		r.status.denied == true
+	}
 }
 
 test_a_cluster_outside_the_policy_has_no_review if {

@@ -28,10 +28,23 @@ SSR = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 GCP_NODES = 128
 
 
+class Token(str):
+    """A bearer token that never shows itself in a test report."""
+
+    def __repr__(self) -> str:
+        return "Token(<redacted>)"
+
+
+class Person(dict):
+    """A logged-in sandbox user: groups, tokens by cluster, the environment of their mlctl config."""
+
+    def __repr__(self) -> str:
+        return f"Person({self['user']!r}, groups={self['groups']!r})"
+
+
 @pytest.fixture(scope="module")
 def people(sandbox, tmp_path_factory):
-    """alice, carol and dave logged in, each with their own mlctl config and cache: {user: {"groups",
-    "tokens": {cluster: token}, "env": {...}}}."""
+    """alice, carol and dave logged in, each with their own mlctl config and cache: {user: Person}."""
     base = tmp_path_factory.mktemp("people")
     out = {}
     with pytest.MonkeyPatch.context() as mp:
@@ -52,9 +65,9 @@ def people(sandbox, tmp_path_factory):
             for cluster in ("local", "gcp"):
                 t = mlctl("token", "--cluster", cluster)
                 assert t.code == 0, t.err
-                tokens[cluster] = json.loads(t.out)["status"]["token"]
-            out[user] = {"groups": json.loads(who.out)["groups"], "tokens": tokens,
-                         "env": {**env, "MLCTL_SANDBOX_DIR": str(sandbox.root)}}
+                tokens[cluster] = Token(json.loads(t.out)["status"]["token"])
+            out[user] = Person(user=user, groups=json.loads(who.out)["groups"], tokens=tokens,
+                               env={**env, "MLCTL_SANDBOX_DIR": str(sandbox.root)})
     return out
 
 
@@ -112,30 +125,54 @@ def test_alice_may_burst_within_the_limits(sandbox, people):
 
 # ---- gcp's apiserver asks the same OPA ---------------------------------------------------------------------
 
+CAROLS_PODS = "/api/v1/namespaces/u-carol/pods"
+
+
 def test_gcp_refuses_carol_with_the_policys_reason_and_local_does_not(sandbox, people):
     tokens = people["carol"]["tokens"]
-    refused = self_review(sandbox, tokens["gcp"])
+    refused = call(sandbox, tokens["gcp"], "gcp", "GET", CAROLS_PODS)
     assert refused.status_code == 403, refused.text
     status = refused.json()
     assert status["reason"] == "Forbidden"
-    assert status["message"].endswith(f": {CAROL_REASON}")
-    assert 'User "oidc:carol" cannot create resource "selfsubjectreviews"' in status["message"]
-    discovery = call(sandbox, tokens["gcp"], "gcp", "GET", "/apis")
-    assert discovery.status_code == 403 and CAROL_REASON in discovery.json()["message"]
-    assert self_review(sandbox, tokens["local"], "local").status_code == 201  # no webhook on local
+    assert status["message"] == ('pods is forbidden: User "oidc:carol" cannot list resource "pods" in API group "" '
+                                 f'in the namespace "u-carol": {CAROL_REASON}')
+    tfjob = call(sandbox, tokens["gcp"], "gcp", "POST", "/apis/kubeflow.org/v1/namespaces/u-carol/tfjobs", _tfjob("x"))
+    assert tfjob.status_code == 403 and tfjob.json()["message"].endswith(CAROL_REASON)
+    # on local (no webhook) the same request reaches RBAC, which says no for its own reason
+    local = call(sandbox, tokens["local"], "local", "GET", "/api/v1/namespaces/kube-system/pods")
+    assert local.status_code == 403 and CAROL_REASON not in local.json()["message"]
+
+
+def test_carol_may_still_ask_who_she_is_and_what_she_may_do(sandbox, people):
+    token = people["carol"]["tokens"]["gcp"]
+    assert call(sandbox, token, "gcp", "GET", "/apis").status_code == 200  # discovery, so kubectl gets as far
+    assert self_review(sandbox, token).json()["status"]["userInfo"]["username"] == "oidc:carol"
+    review = call(sandbox, token, "gcp", "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"namespace": "u-carol", "verb": "create", "group": "kubeflow.org",
+                                        "resource": "tfjobs"}}})
+    assert review.status_code == 201, review.text
+    assert review.json()["status"] == {"allowed": False, "denied": True, "reason": CAROL_REASON}
 
 
 def test_kubectl_shows_carol_the_reason(sandbox, people):
     env = {**os.environ, **people["carol"]["env"]}
-    proc = subprocess.run([str(sandbox.kubectl_path), "--context", "mlctl-gcp", "get", "pods", "-n", "u-carol"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 1
-    assert "Error from server (Forbidden)" in proc.stderr and CAROL_REASON in proc.stderr
+
+    def kubectl(*args):
+        return subprocess.run([str(sandbox.kubectl_path), "--context", "mlctl-gcp", *args], capture_output=True,
+                              text=True, timeout=60, env=env)
+
+    get = kubectl("get", "pods", "-n", "u-carol")
+    assert get.returncode == 1
+    assert get.stderr.strip().splitlines()[-1] == (
+        'Error from server (Forbidden): pods is forbidden: User "oidc:carol" cannot list resource "pods" in API '
+        f'group "" in the namespace "u-carol": {CAROL_REASON}')
+    can_i = kubectl("auth", "can-i", "create", "tfjobs.kubeflow.org", "-n", "u-carol")
+    assert can_i.returncode == 1 and can_i.stdout.strip() == f"no - {CAROL_REASON}", can_i.stdout + can_i.stderr
 
 
 def test_gcp_leaves_allowed_users_to_rbac(sandbox, people):
     alice, dave = people["alice"]["tokens"]["gcp"], people["dave"]["tokens"]["gcp"]
-    assert self_review(sandbox, alice).json()["status"]["userInfo"]["username"] == "oidc:alice"
     # the webhook had no opinion, so RBAC decided: alice has no rights in kube-system, and no policy reason
     pods = call(sandbox, alice, "gcp", "GET", "/api/v1/namespaces/kube-system/pods")
     assert pods.status_code == 403 and "cluster gcp is open" not in pods.json()["message"]
@@ -184,8 +221,8 @@ def test_with_opa_down_gcp_refuses_platform_users_and_the_client_exits_7(sandbox
     state = sandbox.state
     assert opa.stop(state)
     try:
-        refused = sandbox.wait_for(lambda: (r := self_review(sandbox, alice)).status_code != 201 and r, 60,
-                                   "gcp to refuse alice with OPA down")
+        refused = sandbox.wait_for(lambda: (r := self_review(sandbox, alice)).status_code != 201 and [r], 60,
+                                   "gcp to refuse alice with OPA down")[0]
         # failurePolicy Deny: the webhook's error is a refusal (kube-apiserver answers an authorizer error
         # with 500), never RBAC's allow
         assert refused.status_code == 500 and "Internal Server Error" in refused.text, refused.text
