@@ -19,13 +19,14 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import ssl
 from pathlib import Path
 
 import yaml
 
 from mlctl.sandbox import pki
-from mlctl.sandbox.procs import SandboxError, State, port_open, wait_until
+from mlctl.sandbox.procs import SandboxError, State, wait_until
 
 MODULE = "github.com/open-policy-agent/opa"
 PROCESS = "opa"
@@ -147,12 +148,22 @@ def info(state: State) -> dict:
     }
 
 
-def _port(state: State) -> int:
-    """The recorded port; chosen again when OPA is down and something else took it meanwhile."""
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's listeners do: TIME_WAIT is no obstacle
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(state: State, rechoose: bool = False) -> int:
+    """The recorded port, chosen again (OPA being down) when something else holds it, or when asked to."""
     port = state.port(PORT)
-    if not state.is_running(PROCESS) and port_open(port):
+    if rechoose or not _bindable(port):
         state.refresh()
-        del state.data["ports"][PORT]
+        state.data["ports"].pop(PORT, None)
         state.save()
         port = state.port(PORT)
     return port
@@ -171,20 +182,31 @@ def start(state: State, root: Path | None = None, pki_dir: Path | None = None) -
         raise SandboxError(f"{exe} is missing; build it with: sandbox/build.sh opa")
     ca_file, _ = pki.ensure_ca(pki_dir)
     crt, key = pki.issue(pki_dir, "opa", "opa", hosts=("127.0.0.1", "localhost"))
-    port = _port(state)
     files = _policy_files(root)
-    argv = _argv(exe, port, crt, key, files)
-    fingerprint = _fingerprint(argv, files)
 
     state.refresh()
-    if state.is_running(PROCESS) and state.data.get("fingerprints", {}).get(PROCESS) == fingerprint:
+    port = state.port(PORT)
+    if state.is_running(PROCESS) and \
+            state.data.get("fingerprints", {}).get(PROCESS) == _fingerprint(_argv(exe, port, crt, key, files), files):
         action = "kept"
     else:
         action = "restarted" if state.stop(PROCESS, timeout=5.0) else "started"
-        state.start(PROCESS, argv)
-        state.data["processes"][PROCESS]["port"] = port
-        state.data.setdefault("fingerprints", {})[PROCESS] = fingerprint
-        state.save()
+        # The port was free when chosen, but this machine is shared: another process may have bound it while
+        # OPA was down, or in the moment between this check and OPA's own bind (then OPA exits; one more try).
+        for attempt in (1, 2):
+            port = _free_port(state, rechoose=attempt == 2)
+            argv = _argv(exe, port, crt, key, files)
+            state.start(PROCESS, argv)
+            state.data["processes"][PROCESS]["port"] = port
+            state.data.setdefault("fingerprints", {})[PROCESS] = _fingerprint(argv, files)
+            state.save()
+            try:
+                wait_until(lambda p=port: healthy(p, ca_file), START_TIMEOUT, f"{PROCESS} /health on port {port}",
+                           state, PROCESS)
+                break
+            except SandboxError:
+                if attempt == 2 or state.is_running(PROCESS) or "address already in use" not in state.log_tail(PROCESS):
+                    raise
     wait_until(lambda: healthy(port, ca_file), START_TIMEOUT, f"{PROCESS} /health on port {port}", state, PROCESS)
     return {**info(state), "action": action, "policy": str(root)}
 

@@ -129,6 +129,26 @@ def test_a_dead_opa_is_started_again(real_opa):
     assert decide(real_opa["doc"], *ALICE, "local").allow
 
 
+def test_a_port_taken_while_opa_was_down_is_chosen_again(real_opa, monkeypatch):
+    state = State.load(real_opa["state"].root)
+    port = opa.info(state)["port"]
+    assert opa.stop(state)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        moved = opa.start(state)
+        assert moved["action"] == "started" and moved["port"] != port and moved["running"]
+        # taken in the moment between mlctl's check and OPA's own bind: OPA exits, and one more port is tried
+        assert opa.stop(state)
+        state.data["ports"][opa.PORT] = port
+        state.save()
+        monkeypatch.setattr(opa, "_bindable", lambda p: True)
+        again = opa.start(state)
+        assert again["port"] != port and again["running"]
+        assert "address already in use" in (real_opa["state"].root / "logs" / "opa.log").read_text()
+    assert decide(platform_doc(again["url"], real_opa["state"].root / "pki" / "ca.crt"), *ALICE, "gcp").allow
+
+
 # ---- error paths against a fake OPA ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
