@@ -262,7 +262,8 @@ def _apiserver_argv(bins, layout, certs, cluster, port, etcd_port, extra) -> lis
         f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
         f"--service-account-issuer=https://kubernetes.default.svc.cluster.local/{cluster}",
         f"--service-cluster-ip-range={SERVICE_CIDRS[cluster]}",
-        "--authorization-mode=Node,RBAC",
+        # an AuthorizationConfiguration file (--authorization-config, e.g. gcp's OPA webhook) replaces the mode flag
+        *([] if any(a.startswith("--authorization-config=") for a in extra) else ["--authorization-mode=Node,RBAC"]),
         "--enable-admission-plugins=NodeRestriction,LimitRanger,ResourceQuota",
         # TaintNodesByCondition would taint every new node not-ready, and no node-lifecycle controller runs
         # to lift the taint (kwok nodes need no heartbeat); the stages make them Ready directly.

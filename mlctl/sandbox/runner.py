@@ -15,14 +15,14 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import access, build, core, kdc, keycloak, s3, training
+from mlctl.sandbox import access, build, core, kdc, keycloak, opa, s3, training
 from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import State
 
 
 def components() -> list[Component]:
-    return [kdc.KDC(), keycloak.Keycloak(), core.ControlPlane(), access.Access(), training.TrainingOperator(),
-            s3.S3()]
+    return [kdc.KDC(), keycloak.Keycloak(), opa.OPA(), core.ControlPlane(), access.Access(),
+            training.TrainingOperator(), s3.S3()]
 
 
 def _merge_platform(root: Path, part: dict) -> None:
