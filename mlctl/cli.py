@@ -114,8 +114,8 @@ def _complete_platform(ctx, param, incomplete):
 def global_options(f):
     """The options every mlctl command accepts, before or after the subcommand (like kubectl's)."""
     opts = [
-        click.option("--platform", metavar="NAME", callback=_remember, expose_value=False,
-                     shell_complete=_complete_platform, help="Platform profile to use [env MLCTL_PLATFORM]."),
+        click.option("--platform", metavar="NAME|FILE", callback=_remember, expose_value=False,
+                     shell_complete=_complete_platform, help="Platform profile, or a platform document file [env MLCTL_PLATFORM]."),
         click.option("--cluster", metavar="NAME", callback=_remember, expose_value=False,
                      shell_complete=_complete_cluster, help="Cluster to act on [env MLCTL_CLUSTER]."),
         click.option("-n", "--namespace", metavar="NS", callback=_remember, expose_value=False,

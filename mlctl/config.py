@@ -131,7 +131,9 @@ class Config:
 
     # --- platform documents --------------------------------------------------------------------
     def platform_name(self) -> str | None:
-        return self.get("platform")
+        """The configured platform profile's name; None when --platform names a document file."""
+        value = self.get("platform")
+        return None if value and is_document_path(value) else value
 
     def platform_path(self, name: str) -> Path:
         return config_dir(self.env) / "platforms" / f"{name}.yaml"
@@ -139,6 +141,9 @@ class Config:
     def platform(self) -> Platform:
         """The selected platform document; a clear error when none is configured."""
         direct = self.env.get("MLCTL_PLATFORM_FILE")
+        value = self.get("platform")
+        if value and is_document_path(value):  # --platform FILE, as kubectl's --kubeconfig: no login needed
+            return Platform.load(Path(value).expanduser())
         name = self.platform_name()
         if direct and self.source("platform") not in ("flag",):
             return Platform.load(Path(direct))
@@ -154,6 +159,12 @@ class Config:
     def platform_names(self) -> list[str]:
         folder = config_dir(self.env) / "platforms"
         return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def is_document_path(value: str) -> bool:
+    """Whether a --platform value names a document file rather than a configured profile (profile names
+    have no path separator and no file suffix)."""
+    return "/" in value or value.endswith((".yaml", ".yml", ".json"))
 
 
 class Platform:

@@ -449,6 +449,9 @@ def load_spec(text: str | bytes, filename: str, sets: Iterable[str] = (), cluste
         raise UsageError(f"{filename}:{parsed.lines[()]}: must be a mapping of fields (apiVersion, kind, "
                          f"name, ...), got {S.describe(parsed.data)}")
     doc = _textify(parsed.data, S.SCHEMA, (), parsed.raw)
+    # apiVersion and kind may be left out: such a spec is read as the current version (render writes them)
+    doc.setdefault("apiVersion", S.API_VERSION)
+    doc.setdefault("kind", S.KIND)
     try:
         S.validate(doc, S.SCHEMA)
     except SchemaError as e:

@@ -264,3 +264,17 @@ def explain_exceeded(message: str, quota: Mapping | None = None) -> str | None:
             text += f" ({row.breakdown()})"
         parts.append(text)
     return f"over ResourceQuota {name}: " + "; ".join(parts)
+
+
+def readable_quotas(read) -> list[dict]:
+    """The namespace's ResourceQuotas as {name, hard, used}, from read() (the ResourceQuota objects); none
+    readable (403) means no quota check."""
+    from mlctl.errors import Forbidden
+
+    try:
+        items = read()
+    except Forbidden:
+        return []
+    return [{"name": q["metadata"]["name"],
+             "hard": dict((q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}),
+             "used": dict((q.get("status") or {}).get("used") or {})} for q in items]

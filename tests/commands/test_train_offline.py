@@ -57,3 +57,30 @@ def test_schema_is_json(home):
 def test_job_commands_need_login(platform):
     r = mlctl("train", "list")
     assert r.code == 3 and "not logged in" in r.err
+
+
+def test_render_from_a_platform_file_needs_no_login_or_profile(home, tmp_path):
+    """--platform takes a platform document file, as kubectl's --kubeconfig does: nothing configured."""
+    from tests.conftest import PLATFORM_DOC
+
+    doc = tmp_path / "platform.yaml"
+    doc.write_text(PLATFORM_DOC)
+    r = mlctl("train", "render", SPEC, "--platform", str(doc), "--cluster", "local", "--user", "carol")
+    assert r.code == 0, r.err
+    job = next(yaml.safe_load_all(r.out))
+    assert job["metadata"]["namespace"] == "u-carol" and job["kind"] == "TFJob"
+    missing = mlctl("train", "render", SPEC, "--platform", str(tmp_path / "nope.yaml"))
+    assert missing.code == 4 and "nope.yaml" in missing.err
+
+
+def test_a_spec_without_apiversion_and_kind_is_the_current_version(platform, tmp_path):
+    minimal = tmp_path / "minimal.yaml"
+    minimal.write_text("name: gan\nframework: pytorch\nimage: img:1\nworkers: 2\n")
+    r = mlctl("train", "render", str(minimal), "--cluster", "local", "--user", "bob", "-o", "json")
+    assert r.code == 0, r.err
+    job = json.loads(r.out)
+    assert job["kind"] == "PyTorchJob" and job["metadata"]["name"] == "gan"
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("apiVersion: mlctl.io/v9\nname: gan\nframework: pytorch\nimage: img:1\n")
+    bad = mlctl("train", "render", str(wrong), "--cluster", "local", "--user", "bob")
+    assert bad.code == 2 and "apiVersion" in bad.err

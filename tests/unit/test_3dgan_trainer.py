@@ -25,7 +25,7 @@ except ImportError:
     pytest.skip("numpy is not installed here; the integration tests run this file in the 3dgan image",
                 allow_module_level=True)
 
-TRAINER = Path(__file__).resolve().parents[2] / "sandbox" / "images" / "3dgan" / "trainer.py"
+TRAINER = Path(__file__).resolve().parents[2] / "mlctl" / "sandbox" / "assets" / "images" / "3dgan" / "trainer.py"
 
 
 def _load():

@@ -42,6 +42,14 @@ def current_user(f) -> str:
     return session["user"]
 
 
+def user_or_placeholder(f) -> str:
+    """The logged-in user, else "user": rendering needs no login (e.g. --platform FILE)."""
+    from mlctl.auth.session import cache_for
+
+    session = cache_for(f).session() if f.config.platform_name() else None
+    return (session or {}).get("user") or "user"
+
+
 def target(f, cluster: str | None = None, user: str | None = None) -> Target:
     from mlctl.tenancy import user_namespace
 

@@ -8,8 +8,7 @@ from mlctl.cli import mlctl_command
 
 
 def run(f, spec_path: str, sets: list[str], user: str | None) -> None:
-    from mlctl.commands.train.common import read_spec_text
-    from mlctl.commands.train.submit import _user_or_placeholder
+    from mlctl.commands.train.common import read_spec_text, user_or_placeholder
     from mlctl.jobs.render import render
     from mlctl.jobs.spec import load_spec
     from mlctl.output import to_json, to_yaml
@@ -18,7 +17,7 @@ def run(f, spec_path: str, sets: list[str], user: str | None) -> None:
     text, filename = read_spec_text(spec_path)
     cluster = f.platform.cluster(f.config.get("cluster"))
     spec = load_spec(text, filename, sets, cluster=cluster["name"])
-    user = user or _user_or_placeholder(f)
+    user = user or user_or_placeholder(f)
     namespace = f.config.get("namespace") or user_namespace(user)
     objects = render(spec, cluster, user=user, namespace=namespace, s3=f.platform.section("s3"))
     if f.output == "json":

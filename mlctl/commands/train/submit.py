@@ -21,21 +21,8 @@ class Options:
     output: str = "table"
 
 
-def quotas(f, jobs) -> list[dict]:
-    """The namespace's ResourceQuotas as {name, hard, used}; none readable means no quota check."""
-    from mlctl.errors import Forbidden
-
-    try:
-        items = jobs.quotas()
-    except Forbidden:
-        return []
-    return [{"name": q["metadata"]["name"],
-             "hard": dict((q.get("status") or {}).get("hard") or (q.get("spec") or {}).get("hard") or {}),
-             "used": dict((q.get("status") or {}).get("used") or {})} for q in items]
-
-
 def run(f, opts: Options) -> None:
-    from mlctl.commands.train.common import jobs_for, read_spec_text, target
+    from mlctl.commands.train.common import jobs_for, read_spec_text, target, user_or_placeholder
     from mlctl.jobs.check import check_fit
     from mlctl.jobs.render import render
     from mlctl.jobs.spec import load_spec
@@ -48,13 +35,15 @@ def run(f, opts: Options) -> None:
     for warning in check_fit(spec, cluster):
         f.io.warn(warning)
     if opts.dry_run == "client":
-        t = target(f, cluster["name"], user=_user_or_placeholder(f))
+        t = target(f, cluster["name"], user=user_or_placeholder(f))
         for obj in render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3")):
             f.io.stdout.write("---\n" + to_yaml(obj))
         return
     t = target(f, cluster["name"])
     jobs = jobs_for(f, t)
-    for quota in quotas(f, jobs):
+    from mlctl.quota import readable_quotas
+
+    for quota in readable_quotas(jobs.quotas):
         check_fit(spec, cluster, quota)
     if opts.check:
         f.io.note(f"{spec.name} fits cluster {cluster['name']} and the quota of namespace {t.namespace}")
@@ -73,13 +62,6 @@ def run(f, opts: Options) -> None:
         from mlctl.commands.train.follow import follow
 
         follow(f, jobs, job, logs=opts.follow, timeout=opts.timeout)
-
-
-def _user_or_placeholder(f) -> str:
-    from mlctl.auth.session import cache_for
-
-    session = cache_for(f).session() if f.config.platform_name() else None
-    return (session or {}).get("user") or "user"
 
 
 @mlctl_command("submit")
