@@ -218,3 +218,47 @@ class Platform:
     def section(self, key: str) -> dict | None:
         value = self.doc.get(key)
         return value if isinstance(value, dict) else None
+
+
+def adopt_platform(f) -> bool:
+    """`mlctl login --platform URL|FILE`: fetch the document, store it as a profile named after it and make it
+    current; False when --platform names a profile already."""
+    value = f.flags.get("platform")
+    if not value or not (value.startswith(("https://", "http://")) or is_document_path(value)
+                         or Path(value).is_file()):
+        return False
+    import yaml
+
+    from mlctl.errors import Unavailable
+
+    if value.startswith(("https://", "http://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(value, timeout=10) as resp:
+                text = resp.read().decode()
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                raise NotFound(f"no platform document at {value}") from e
+            raise Unavailable(f"fetching {value} returned HTTP {e.code}") from e
+        except (OSError, ValueError) as e:
+            raise Unavailable(f"cannot fetch the platform document from {value}") from e
+    else:
+        try:
+            text = Path(value).read_text()
+        except OSError as e:
+            raise NotFound(f"cannot read platform document {value}: {e.strerror}") from e
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UsageError(f"{value}: platform document is not valid YAML") from e
+    platform = Platform.parse(doc, Path(value) if not value.startswith("http") else None)
+    target = f.config.platform_path(platform.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(doc, sort_keys=False))
+    f.config.file["platform"] = platform.name
+    f.config.save()
+    f.flags["platform"] = platform.name
+    f.__dict__.pop("platform", None)
+    return True

@@ -74,19 +74,10 @@ def read_directory(admin, workers: int = 8) -> tuple[Directory, int]:
 
 
 def keycloak_admin(keycloak: dict, client_id: str, secret: str, ca_file: str | None):
-    """A KeycloakAdmin for the realm of keycloak.issuer, authenticated by client credentials."""
-    from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+    """A KeycloakAdmin for the realm of keycloak.issuer (built in auth/, the only importer of keycloak)."""
+    from mlctl.auth.sso import admin_client
 
-    from mlctl.errors import UsageError
-
-    issuer = str(keycloak.get("issuer") or "").rstrip("/")
-    if "/realms/" not in issuer:
-        raise UsageError(f"platform keycloak.issuer {issuer!r} is not a Keycloak realm URL")
-    server, realm = issuer.split("/realms/", 1)
-    conn = KeycloakOpenIDConnection(server_url=server + "/", realm_name=realm, client_id=client_id,
-                                    client_secret_key=secret, grant_type="client_credentials",
-                                    verify=ca_file or True, timeout=60, pool_maxsize=8)
-    return KeycloakAdmin(connection=conn)
+    return admin_client(keycloak, client_id, secret, ca_file)
 
 
 def load(f, client_id: str, secret: str) -> tuple[Directory, int]:

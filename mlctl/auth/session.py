@@ -98,3 +98,17 @@ def cluster_token(f, cluster: dict, cache: TokenCache | None = None) -> tuple[st
         expires_at = time.time() + int(tokens.get("expires_in") or 60)
         cache.save_cluster_token(name, tokens["access_token"], expires_at)
         return tokens["access_token"], expires_at
+
+
+def exchange_all(f, clusters: list[dict], cache: TokenCache) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Exchange the session's token for every cluster's audience: (clusters granted, [(name, why not)])."""
+    from mlctl.errors import AuthError, Forbidden
+
+    allowed, refused = [], []
+    for cluster in clusters:
+        try:
+            cluster_token(f, cluster, cache)
+            allowed.append(cluster)
+        except (Forbidden, AuthError) as e:
+            refused.append((cluster["name"], e.message))
+    return allowed, refused

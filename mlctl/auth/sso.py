@@ -25,14 +25,34 @@ SPNEGO_OID = "1.3.6.1.5.5.2"  # what HTTP Negotiate carries; Keycloak expects SP
 REDIRECT_URI = "http://127.0.0.1/mlctl/callback"
 
 
+# Connect and read timeouts of every request to Keycloak: a hung server is an exit 7 within 15 s.
+TIMEOUT = (5, 10)
+
+
+def parse_issuer(keycloak: dict) -> tuple[str, str, str]:
+    """(issuer, server URL, realm) of a platform document's keycloak section."""
+    issuer = str(keycloak.get("issuer") or "").rstrip("/")
+    if "/realms/" not in issuer:
+        raise UsageError(f"platform keycloak.issuer {issuer!r} is not a Keycloak realm URL",
+                         hint="expected https://HOST/realms/REALM in the platform document")
+    server, realm = issuer.split("/realms/", 1)
+    return issuer, server, realm
+
+
+def admin_client(keycloak: dict, client_id: str, secret: str, ca_file: str | None, pool: int = 8):
+    """A python-keycloak KeycloakAdmin for the platform's realm, authenticated by client credentials."""
+    from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+
+    _, server, realm = parse_issuer(keycloak)
+    conn = KeycloakOpenIDConnection(server_url=server + "/", realm_name=realm, client_id=client_id,
+                                    client_secret_key=secret, grant_type="client_credentials",
+                                    verify=ca_file or True, timeout=TIMEOUT, pool_maxsize=pool)
+    return KeycloakAdmin(connection=conn)
+
+
 class Sso:
     def __init__(self, keycloak: dict, ca_file: Path | None):
-        issuer = str(keycloak.get("issuer") or "").rstrip("/")
-        if "/realms/" not in issuer:
-            raise UsageError(f"platform keycloak.issuer {issuer!r} is not a Keycloak realm URL",
-                             hint="expected https://HOST/realms/REALM in the platform document")
-        self.issuer = issuer
-        self.server_url, self.realm = issuer.split("/realms/", 1)
+        self.issuer, self.server_url, self.realm = parse_issuer(keycloak)
         self.client_id = keycloak.get("clientId") or "mlctl"
         # Keycloak's standard token exchange needs a confidential client; its secret ships with the platform
         # document (like an installed application's) and is not a user credential.
@@ -47,7 +67,7 @@ class Sso:
 
             self._oidc = KeycloakOpenID(server_url=self.server_url + "/", realm_name=self.realm,
                                         client_id=self.client_id, client_secret_key=self.client_secret,
-                                        verify=self.verify, timeout=20)
+                                        verify=self.verify, timeout=TIMEOUT)
         return self._oidc
 
     @contextlib.contextmanager
@@ -151,14 +171,14 @@ class Sso:
         with self.errors("Kerberos login"):
             with requests.Session() as session:
                 resp = session.get(url, headers={"Authorization": f"Negotiate {negotiate}"},
-                                   allow_redirects=False, timeout=20, verify=self.verify)
+                                   allow_redirects=False, timeout=TIMEOUT, verify=self.verify)
                 for _ in range(5):  # Keycloak may bounce through its own pages before the final redirect
                     location = resp.headers.get("Location", "")
                     if resp.status_code in (302, 303) and location.startswith(REDIRECT_URI):
                         break
                     if resp.status_code in (302, 303) and location:
                         resp = session.get(location, headers={"Authorization": f"Negotiate {negotiate}"},
-                                           allow_redirects=False, timeout=20, verify=self.verify)
+                                           allow_redirects=False, timeout=TIMEOUT, verify=self.verify)
                         continue
                     raise AuthError("Keycloak did not accept the Kerberos ticket",
                                     hint="log in with 'mlctl login --device' or '--password' instead")
@@ -176,7 +196,7 @@ class Sso:
         from keycloak import KeycloakOpenID
 
         return KeycloakOpenID(server_url=self.server_url + "/", realm_name=self.realm, client_id=client_id,
-                              client_secret_key=secret, verify=self.verify, timeout=20)
+                              client_secret_key=secret, verify=self.verify, timeout=TIMEOUT)
 
     def exchange(self, access_token: str, audience: str, scope: str | None = None,
                  client: tuple[str, str] | None = None) -> dict:

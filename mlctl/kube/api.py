@@ -33,9 +33,6 @@ JSON = "application/json"
 PATCH_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
                "strategic": "application/strategic-merge-patch+json",
                "apply": "application/apply-patch+yaml"}
-_RESET = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-
-
 def _kind(k: str | Kind) -> Kind:
     return k if isinstance(k, Kind) else kind(k)
 
@@ -152,6 +149,7 @@ class Kube:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         headers = self._headers(accept, content_type if data is not None else None)
         for attempt in (1, 2):  # one retry when a kept-alive connection was closed by the server meanwhile
+            reused = getattr(self._local, "conn", None) is not None
             conn = self._connection()
             try:
                 resp = self._send(conn, method, url, data, headers, what)
@@ -166,7 +164,10 @@ class Kube:
             except Exception as e:
                 self._drop()
                 cause = e.__cause__ if e.__cause__ is not None else e
-                stale = isinstance(cause, (*_RESET, http.client.RemoteDisconnected, http.client.BadStatusLine))
+                # a kept-alive connection the server dropped (it restarted, or closed an idle connection):
+                # nothing reached it, so the request goes once more on a new connection
+                stale = reused and isinstance(cause, (OSError, http.client.HTTPException)) \
+                    and not isinstance(cause, TimeoutError)
                 if attempt == 2 or not stale:
                     raise
         if resp.status >= 400:
@@ -395,10 +396,12 @@ def event_time(e: dict) -> str:
 
 
 def _message(raw: bytes) -> str:
+    """The Status message of an error answer, on one line (a proxy in between may answer with HTML)."""
     try:
-        return str(json.loads(raw).get("message") or "")
+        text = str(json.loads(raw).get("message") or "")
     except (ValueError, AttributeError):
-        return raw.decode(errors="replace")[:200]
+        text = raw.decode(errors="replace")[:200]
+    return " ".join(text.split())
 
 
 # ---- kubeconfig ------------------------------------------------------------------------------------------

@@ -21,58 +21,6 @@ class Options:
     secret: str | None = None  # a password or client secret handed over by code (the sandbox), never argv
 
 
-def adopt_platform(f) -> None:
-    """`--platform URL|FILE`: fetch the document, store it as a profile named after it, make it current."""
-    value = f.flags.get("platform")
-    if not value or not (value.startswith(("https://", "http://")) or os.path.sep in value
-                         or value.endswith((".yaml", ".yml")) or Path(value).is_file()):
-        return
-    import yaml
-
-    from mlctl.config import Platform
-    from mlctl.errors import NotFound, Unavailable, UsageError
-
-    if value.startswith(("https://", "http://")):
-        import requests
-
-        try:
-            resp = requests.get(value, timeout=20)
-        except requests.RequestException as e:
-            raise Unavailable(f"cannot fetch the platform document from {value}") from e
-        if resp.status_code == 404:
-            raise NotFound(f"no platform document at {value}")
-        if resp.status_code != 200:
-            raise Unavailable(f"fetching {value} returned HTTP {resp.status_code}")
-        text = resp.text
-    else:
-        try:
-            text = Path(value).read_text()
-        except OSError as e:
-            raise NotFound(f"cannot read platform document {value}: {e.strerror}") from e
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UsageError(f"{value}: platform document is not valid YAML") from e
-    platform = Platform.parse(doc, Path(value) if not value.startswith("http") else None)
-    target = f.config.platform_path(platform.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(doc, sort_keys=False))
-    f.config.file["platform"] = platform.name
-    f.config.save()
-    f.flags["platform"] = platform.name
-    f.__dict__.pop("platform", None)
-    f.io.note(f"platform {platform.name!r} stored and selected")
-
-
-def _has_kerberos_ticket() -> bool:
-    try:
-        import gssapi
-
-        return gssapi.Credentials(usage="initiate").lifetime > 0
-    except Exception:  # noqa: BLE001 - any failure means: no usable ticket
-        return False
-
-
 def _read_secret(f, prompt: str) -> str:
     if f.io.stdin_tty:
         import getpass
@@ -89,14 +37,17 @@ def _read_secret(f, prompt: str) -> str:
 
 def run(f, opts: Options) -> None:
     from mlctl.auth import session as sess
+    from mlctl.auth.kerberos import has_ticket
     from mlctl.auth.kubeconfig import default_path, write_contexts
-    from mlctl.errors import AuthError, Forbidden, MlctlError, UsageError
+    from mlctl.config import adopt_platform
+    from mlctl.errors import UsageError
 
-    adopt_platform(f)
+    if adopt_platform(f):
+        f.io.note(f"platform {f.platform.name!r} stored and selected")
     platform = f.platform
     sso = sess.sso_for(f)
     cache = sess.cache_for(f)
-    method = opts.method or ("kerberos" if _has_kerberos_ticket() else "device")
+    method = opts.method or ("kerberos" if has_ticket() else "device")
 
     if method == "kerberos":
         tokens = sso.kerberos()
@@ -130,15 +81,7 @@ def run(f, opts: Options) -> None:
     cache.clear()
     cache.save_session(session)
 
-    allowed, refused = [], []
-    for cluster in platform.clusters:
-        try:
-            sess.cluster_token(f, cluster, cache)
-            allowed.append(cluster)
-        except (Forbidden, AuthError) as e:
-            refused.append((cluster["name"], e.message))
-        except MlctlError:
-            raise
+    allowed, refused = sess.exchange_all(f, platform.clusters, cache)
     groups = ", ".join(session["groups"]) or "none"
     f.io.note(f"Logged in to {platform.name} as {session['user']} ({method}; groups: {groups})")
     for name, why in refused:

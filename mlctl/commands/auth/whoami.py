@@ -9,16 +9,6 @@ import click
 from mlctl.cli import mlctl_command
 
 
-def _kerberos() -> dict | None:
-    try:
-        import gssapi
-
-        creds = gssapi.Credentials(usage="initiate")
-        return {"principal": str(creds.name), "expires_at": time.time() + creds.lifetime}
-    except Exception:  # noqa: BLE001 - no ticket is a normal answer here
-        return None
-
-
 def _left(expires_at: float | None) -> str:
     if not expires_at:
         return "-"
@@ -27,6 +17,7 @@ def _left(expires_at: float | None) -> str:
 
 
 def run(f) -> None:
+    from mlctl.auth import kerberos
     from mlctl.auth import session as sess
     from mlctl.errors import AuthError
     from mlctl.output import print_object
@@ -43,7 +34,7 @@ def run(f) -> None:
         "platform": f.config.platform_name(),
         "session_expires_at": session.get("refresh_expires_at") or session.get("expires_at"),
         "clusters": clusters,
-        "kerberos": _kerberos(),
+        "kerberos": kerberos.ticket(),
     }
 
     def render(io, data):
