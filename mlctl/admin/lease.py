@@ -198,7 +198,15 @@ class KubeLeaseStore:
         return self.api.find("Lease", self.name, self.namespace)
 
     def create(self, lease: dict) -> dict:
-        return self._conflicts(lambda: self.api.create(lease, strict=False))
+        from mlctl.errors import USAGE, MlctlError
+
+        try:
+            return self._conflicts(lambda: self.api.create(lease, strict=False))
+        except MlctlError as e:
+            if getattr(e, "status", None) == 404:  # the Lease's namespace is missing: not installed
+                raise MlctlError(f"namespace {self.namespace} does not exist on cluster {self.api.cluster}",
+                                 hint="run 'mlctl admin install' first", exit_code=USAGE) from e
+            raise
 
     def replace(self, lease: dict) -> dict:
         return self._conflicts(lambda: self.api.replace(lease))

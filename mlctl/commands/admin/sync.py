@@ -45,7 +45,6 @@ def run(f, opts: Options) -> int:
     from mlctl.admin.objects import LEASE_NAME, SYSTEM_NAMESPACE
     from mlctl.admin.sync import SyncOptions, run_sync, settings_resolver
     from mlctl.commands.admin.common import kube_api, selected_clusters
-    from mlctl.errors import MlctlError
     from mlctl.kube.errors import kube_errors
 
     clusters = selected_clusters(f)
@@ -65,15 +64,7 @@ def run(f, opts: Options) -> int:
         home_api = apis.get(home) or kube_api(f, home, opts.kubeconfig, opts.context_template)
         lock = LeaseLock(KubeLeaseStore(home_api, LEASE_NAME, SYSTEM_NAMESPACE), LEASE_NAME, SYSTEM_NAMESPACE)
         with kube_errors(f"taking lease {SYSTEM_NAMESPACE}/{LEASE_NAME}", home):
-            try:
-                lock.acquire(opts.lock_timeout)
-            except MlctlError:
-                raise
-            except Exception as e:
-                if getattr(e, "status", None) == 404:
-                    raise MlctlError(f"namespace {SYSTEM_NAMESPACE} does not exist on cluster {home}",
-                                     hint="run 'mlctl admin install' first", exit_code=2) from e
-                raise
+            lock.acquire(opts.lock_timeout)
         lock.start_renewing()
     try:
         summary = run_sync(apis, directory, settings_for, sync_opts, lock=lock,
