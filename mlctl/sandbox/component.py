@@ -52,6 +52,10 @@ class Context:
             self._kubes[cluster] = from_kubeconfig(str(self.kubeconfig), f"sandbox-{cluster}", cluster=cluster)
         return self._kubes[cluster]
 
+    def apiserver_restarted(self, cluster: str) -> bool:
+        """Whether this `up` started cluster's API server afresh: its long-running clients restart too."""
+        return cluster in (self.info.get("control-plane") or {}).get("apiserversRestarted", [])
+
     def apiserver_flags(self, cluster: str) -> list[str]:
         """The extra kube-apiserver flags every component started so far asks for on cluster."""
         flags: list[str] = []

@@ -379,6 +379,11 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
             name = _name(cluster, comp)
             actions[name] = _ensure(state, name, argv, [kubeconfig, stages, logs_config],
                                     ports[cluster][comp])
+            if actions[name] == "kept" and actions[_name(cluster, "kube-apiserver")] != "kept":
+                # clients of an apiserver that went away have been seen to stay deaf to new objects for
+                # minutes after it came back: start them afresh with it
+                state.restart(name, timeout=_stop_timeout(name))
+                actions[name] = "restarted"
 
     wait_until(lambda: _healthy(etcd_port, "/health", tls=False), timeout, "etcd /health", state, "etcd")
     clients = {}
@@ -412,6 +417,7 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
 
     result = status(root)
     result["actions"] = actions
+    result["apiserversRestarted"] = [c for c in CLUSTERS if actions[_name(c, "kube-apiserver")] != "kept"]
     result["nodes"] = node_counts
     result["seconds"] = round(time.monotonic() - started_at, 1)
     return result

@@ -259,6 +259,9 @@ class TrainingOperator(Component):
         for cluster in core.CLUSTERS:
             context = f"sandbox-{cluster}"
             install_crds(ctx.kubeconfig, context)
+            state = ctx.state
+            if ctx.apiserver_restarted(cluster) and state.is_running(process_name(cluster)):
+                state.restart(process_name(cluster), timeout=10)
             out[cluster] = start(ctx.state, cluster, ctx.kubeconfig, context)
         return out
 
