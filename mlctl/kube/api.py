@@ -141,13 +141,31 @@ class Kube:
                 verb: str | None = None) -> dict:
         """One request; the decoded JSON answer ({} when empty). Errors raise (kube/errors.py). The request is
         counted under (verb or method, count or path)."""
-        import http.client
 
         with self._lock:
             self.counts[(verb or method, count or path)] += 1
         url = self._url(path, query)
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         headers = self._headers(accept, content_type if data is not None else None)
+        for attempt in range(1, self.RETRIES_429 + 1):
+            resp, raw = self._once(method, url, data, headers, what)
+            # 429: the server did not take the request (still initializing, or rate limiting): as client-go
+            # does, wait what Retry-After says (at most a few seconds) and send it again
+            if resp.status != 429 or attempt == self.RETRIES_429:
+                break
+            time.sleep(min(float(resp.getheader("Retry-After") or 1), 3.0))
+        if resp.status >= 400:
+            raise from_status(resp.status, resp.reason, _message(raw), what, self.cluster)
+        if resp.getheader("Connection", "").lower() == "close":
+            self._drop()
+        return json.loads(raw) if raw else {}
+
+    RETRIES_429 = 10
+
+    def _once(self, method: str, url: str, data: bytes | None, headers: dict, what: str):
+        """Send once (again on a new connection if the kept-alive one was dropped); (response, body)."""
+        import http.client
+
         for attempt in (1, 2):  # one retry when a kept-alive connection was closed by the server meanwhile
             reused = getattr(self._local, "conn", None) is not None
             conn = self._connection()
@@ -170,11 +188,7 @@ class Kube:
                     and not isinstance(cause, TimeoutError)
                 if attempt == 2 or not stale:
                     raise
-        if resp.status >= 400:
-            raise from_status(resp.status, resp.reason, _message(raw), what, self.cluster)
-        if resp.getheader("Connection", "").lower() == "close":
-            self._drop()
-        return json.loads(raw) if raw else {}
+        return resp, raw
 
     # ---- objects -----------------------------------------------------------------------------------------
 

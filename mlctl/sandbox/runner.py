@@ -69,7 +69,9 @@ def up(root: Path | str | None = None, only: list[Component] | None = None) -> d
                         ctx.kube(cluster).apply(obj, f"mlctl-sandbox-{c.name}", force=True)
             ctx.info[c.name] = c.start(ctx) or {}
             clusters_up = clusters_up or isinstance(c, core.ControlPlane)
-            _merge_platform(root, c.platform(ctx))
+            # every part so far: the document exists only once the control plane has written it
+            for done in comps[:comps.index(c) + 1]:
+                _merge_platform(root, done.platform(ctx))
             timings[c.name] = round(time.monotonic() - began, 1)
     finally:
         ctx.close()

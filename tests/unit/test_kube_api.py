@@ -97,6 +97,24 @@ def test_a_dropped_keep_alive_connection_is_retried_once(server):
     assert kube.requests == {"LIST Pod": 2}
 
 
+def test_429_is_sent_again_after_retry_after(server):
+    kube, _ = server
+    calls = []
+
+    def busy(h):
+        calls.append(1)
+        if len(calls) < 3:
+            h.send_response(429)
+            h.send_header("Retry-After", "0")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        else:
+            h._json(200, {"items": []})
+
+    Api.script["/apis/mlctl.io/v1alpha1/quotarequests"] = busy
+    assert kube.list("QuotaRequest") == [] and len(calls) == 3
+
+
 def test_list_pages_with_continue(server):
     kube, _ = server
 
