@@ -77,6 +77,32 @@ def replicas_summary(job: dict) -> str:
     return "; ".join(parts)
 
 
+def unschedulable(pods: list[dict]) -> dict[str, str]:
+    """{pod name: the scheduler's reason} for pods the scheduler could not place (condition PodScheduled=False,
+    reason Unschedulable)."""
+    out = {}
+    for pod in pods:
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+                out[pod["metadata"]["name"]] = c.get("message") or "no node fits"
+    return out
+
+
+def restarts(job: dict, events: list[dict]) -> dict:
+    """How the job coped with lost pods: {"recreated": pods created beyond one per replica (the operator's
+    SuccessfulCreatePod events, counted even when the event recorder combined them), "restarting": the
+    operator's last Restarting message or None}."""
+    desired = sum(c["desired"] for c in replica_counts(job).values())
+    created = sum(int(e.get("count") or 1) for e in events
+                  if e.get("reason") == "SuccessfulCreatePod"
+                  and (e.get("involvedObject") or {}).get("name") == job["metadata"]["name"])
+    restarting = None
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Restarting":
+            restarting = f"{c.get('message') or c.get('reason')} (at {c.get('lastTransitionTime')})"
+    return {"recreated": max(0, created - desired), "restarting": restarting}
+
+
 class Jobs:
     """Job operations in one namespace of one cluster, over the cluster's Kube (mlctl/kube/api.py)."""
 
