@@ -88,19 +88,30 @@ def unschedulable(pods: list[dict]) -> dict[str, str]:
     return out
 
 
-def restarts(job: dict, events: list[dict]) -> dict:
-    """How the job coped with lost pods: {"recreated": pods created beyond one per replica (the operator's
-    SuccessfulCreatePod events, counted even when the event recorder combined them), "restarting": the
+RECREATED_AFTER_SECONDS = 1
+
+
+def restarts(job: dict, pods: list[dict]) -> dict:
+    """How the job coped with lost pods: {"recreated": names of pods created again (the operator creates every
+    replica in one pass, so a pod younger than the first by more than RECREATED_AFTER_SECONDS replaced a lost
+    or retried one; events are no record: the event recorder drops and combines them), "restarting": the
     operator's last Restarting message or None}."""
-    desired = sum(c["desired"] for c in replica_counts(job).values())
-    created = sum(int(e.get("count") or 1) for e in events
-                  if e.get("reason") == "SuccessfulCreatePod"
-                  and (e.get("involvedObject") or {}).get("name") == job["metadata"]["name"])
+    import datetime as dt
+
+    def created(pod: dict) -> dt.datetime:
+        return dt.datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+    stamped = [p for p in pods if (p.get("metadata") or {}).get("creationTimestamp")]
+    recreated: list[str] = []
+    if stamped:
+        first = min(created(p) for p in stamped)
+        recreated = sorted(p["metadata"]["name"] for p in stamped
+                           if (created(p) - first).total_seconds() > RECREATED_AFTER_SECONDS)
     restarting = None
     for c in (job.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Restarting":
             restarting = f"{c.get('message') or c.get('reason')} (at {c.get('lastTransitionTime')})"
-    return {"recreated": max(0, created - desired), "restarting": restarting}
+    return {"recreated": recreated, "restarting": restarting}
 
 
 class Jobs:

@@ -16,10 +16,9 @@ def run(f, name: str) -> None:
     jobs = jobs_for(f, t)
     job = jobs.get(name)
     pods = jobs.pods(name)
-    events = jobs.kube.events(t.namespace, {name})
     info = {"name": name, "kind": job["kind"], "cluster": t.cluster["name"], "namespace": t.namespace,
             "state": state(job), "reason": reason(job), "replicas": replica_counts(job),
-            "restarts": restarts(job, events), "unschedulable": unschedulable(pods)}
+            "restarts": restarts(job, pods), "unschedulable": unschedulable(pods)}
 
     def render(io, data):
         io.out(f"{data['kind'].lower()}/{name} on {data['cluster']}: {data['state']}"
@@ -29,8 +28,8 @@ def run(f, name: str) -> None:
                    f"  failed {c['failed']}")
         r = data["restarts"]
         if r["recreated"] or r["restarting"]:
-            io.out(f"  restarts: {r['recreated']} pod(s) recreated after lost nodes or retryable failures"
-                   + (f"; last: {r['restarting']}" if r["restarting"] else ""))
+            io.out(f"  restarted: {len(r['recreated'])} replica(s) recreated after a lost node or a retryable "
+                   f"failure: {', '.join(r['recreated']) or '-'}" + (f"; last: {r['restarting']}" if r["restarting"] else ""))
         for pod, why in sorted(data["unschedulable"].items()):
             io.out(f"  pod {pod} cannot be scheduled: {why}")
 
