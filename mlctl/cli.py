@@ -16,7 +16,10 @@ from mlctl.formats import OUTPUT_FORMATS
 # (a test checks it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("mlctl.commands.admin:group", "Platform administration: tenancy sync from Keycloak, install, quota requests."),
-    "clusters": ("mlctl.commands.clusters:group", "List the platform's clusters and their node pools."),
+    "burst": ("mlctl.commands.burst:command",
+              "Send a training job to another cluster, or to the best one now (--cluster auto)."),
+    "clusters": ("mlctl.commands.clusters:group",
+                 "The platform's clusters: access, free GPUs, cost; choose the default; explain the policy."),
     "login": ("mlctl.commands.auth.login:command",
               "Log in to the platform (Kerberos, device flow, password or client credentials)."),
     "logout": ("mlctl.commands.auth.logout:command", "Log out: revoke the session at Keycloak and remove cached tokens."),

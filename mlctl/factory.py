@@ -51,6 +51,14 @@ class Factory:
                                 else client.for_user(self, name))
         return self._kubes[key]
 
+    def opa(self):
+        """The platform's policy server (mlctl/policy/opa.py: decide, decisions), built once."""
+        if "_opa" not in self.__dict__:
+            from mlctl.policy.opa import Client
+
+            self.__dict__["_opa"] = Client(self.platform)
+        return self.__dict__["_opa"]
+
     @property
     def output(self) -> str:
         return self.config.get("output")

@@ -19,6 +19,13 @@ def cache_dir(env=None) -> Path:
     return Path(base) / "mlctl"
 
 
+def state_dir(env=None) -> Path:
+    """$XDG_STATE_HOME/mlctl (default ~/.local/state/mlctl): what mlctl keeps about its own actions."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "mlctl"
+
+
 def cached_ca_file(name: str, data_b64: str, env=None) -> Path:
     """A CA bundle from a platform document (base64 PEM) written to the cache, for clients that need a
     file; rewritten only when it changed."""

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from mlctl.admin import objects
 from mlctl.admin.objects import Settings
-from mlctl.quota import QuotaError, effective, group_grant, request_grant
+from mlctl.quota import QuotaError, effective, grant_clusters, group_grant, request_grant
 from mlctl.tenancy import user_namespace
 
 Key = tuple[str, str, str]  # (kind, namespace or "", name)
@@ -90,7 +90,8 @@ def desired_state(directory: Directory, requests: Iterable[dict], settings: Sett
     bad_groups: set[str] = set()
     for group in sorted(directory.groups):
         try:
-            grants[group] = group_grant(group, directory.groups[group])
+            # a grant limited to other clusters (mlctl.io/quota-cluster) is empty on this one
+            grants[group] = group_grant(group, directory.groups[group], settings.cluster)
         except QuotaError as e:
             bad_groups.add(group)
             problems.append(Problem(f"group {group}", str(e)))
@@ -128,7 +129,8 @@ def desired_state(directory: Directory, requests: Iterable[dict], settings: Sett
             problems.append(Problem(f"quotarequest {ns}/{name}", str(e)))
             held.add(ns)
             continue
-        eff = effective(settings.default, {g: grants[g] for g in mine if g in grants}, request_grants)
+        eff = effective(settings.default, {g: grants[g] for g in mine if g in grants}, request_grants,
+                        {g: grant_clusters(directory.groups[g]) for g in mine if g in grants})
         quota = objects.resource_quota(user, eff)
         out[key_of(quota)] = quota
     return DesiredState(out, namespaces, problems, held)

@@ -64,6 +64,7 @@ class Settings:
     sync_user: str = "service-account-mlctl-admin"
     username_prefix: str = "oidc:"
     group_prefix: str = "oidc:"
+    cluster: str | None = None  # the cluster these settings are for (group grants may name clusters)
 
     @classmethod
     def from_platform(cls, doc: dict, cluster: dict | None = None) -> Settings:
@@ -89,6 +90,7 @@ class Settings:
             sync_user=tenancy.get("syncUser") or "service-account-mlctl-admin",
             username_prefix=tenancy.get("usernamePrefix", "oidc:"),
             group_prefix=tenancy.get("groupPrefix", "oidc:"),
+            cluster=(cluster or {}).get("name"),
         )
 
 

@@ -95,12 +95,15 @@ def _quota_problems(spec: Spec, cluster: dict, quota: dict) -> list[str]:
         need[key] = (t.cpu, "cpu", "CPUs")
     for key in ("memory", "requests.memory", "limits.memory"):
         need[key] = (t.memory, "memory", "memory")
-    if t.gpu_resource:
-        for key in (f"requests.{t.gpu_resource}", f"limits.{t.gpu_resource}"):
-            need[key] = (Decimal(t.gpus), "", "GPUs")
     hard = quota.get("hard") or {}
+    if t.gpu_resource:
+        # Kubernetes counts extended resources under requests.X only; limits.X matters when it is alone
+        keys = [f"requests.{t.gpu_resource}"] if f"requests.{t.gpu_resource}" in hard else [f"limits.{t.gpu_resource}"]
+        for key in keys:
+            need[key] = (Decimal(t.gpus), "", "GPUs")
     used = quota.get("used") or {}
-    problems = []
+    # One problem per resource: GPUs limited by requests.X and limits.X are reported once, by the tighter key.
+    worst: dict[str, tuple[Decimal, str]] = {}
     for key in sorted(hard):
         if key not in need or need[key][0] == 0:
             continue
@@ -111,12 +114,13 @@ def _quota_problems(spec: Spec, cluster: dict, quota: dict) -> list[str]:
         except QuantityError:
             continue  # a quota we cannot read is the apiserver's to enforce
         free = max(limit - spent, Decimal(0))
-        if amount > free:
+        if amount > free and (what not in worst or free < worst[what][0]):
             shown = [format_quantity(x, kind) for x in (amount, free, limit, spent)]
             unit = " of memory" if kind == "memory" else f" {what}"
-            problems.append(f"the job needs {shown[0]}{unit} but the namespace quota has {shown[1]} free "
-                            f"({key}: {shown[2]} hard, {shown[3]} used)")
-    return problems
+            worst[what] = (free, f"the job needs {shown[0]}{unit} but the namespace quota has {shown[1]} free "
+                                 f"({key}: {shown[2]} hard, {shown[3]} used)")
+    order = ["GPUs", "CPUs", "memory", "pods"]
+    return [worst[w][1] for w in sorted(worst, key=order.index)]
 
 
 def _warnings(spec: Spec, cluster: dict) -> list[str]:
@@ -124,8 +128,8 @@ def _warnings(spec: Spec, cluster: dict) -> list[str]:
     notes = []
     name = cluster.get("name", "?")
     if pool.get("preemptible") and spec.restart_policy == "Never":
-        notes.append(f"pool {spec.resources.pool} of cluster {name} is preemptible and restartPolicy is Never: "
-                     "one preempted worker fails the whole job (ExitCode restarts it)")
+        notes.append(f"pool {spec.resources.pool} of cluster {name} is preemptible: restartPolicy Never becomes "
+                     "ExitCode, so a preempted worker is recreated instead of failing the job")
     cost = cluster.get("gpuHourCost")
     gpus = spec.workers * spec.resources.gpus
     if spec.active_deadline_seconds is None and gpus and isinstance(cost, int | float) and cost > 0:

@@ -142,9 +142,21 @@ def _pod_template(spec: Spec, cluster: dict, replica: str, labels: dict, s3: dic
             "spec": pod}
 
 
+def preemption_policy(spec: Spec, cluster: dict) -> tuple[str, int]:
+    """(restartPolicy, backoffLimit) of the job on cluster. On a preemptible pool a lost node must not end the
+    job: Never becomes ExitCode (the operator recreates a pod that was killed or deleted, and fails the job on
+    an exit code that says the program itself failed), and every worker may lose its node once on top of the
+    spec's own backoffLimit."""
+    if not pool_of(spec, cluster).get("preemptible"):
+        return spec.restart_policy, spec.backoff_limit
+    policy = "ExitCode" if spec.restart_policy == "Never" else spec.restart_policy
+    return policy, spec.backoff_limit + spec.workers
+
+
 def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | None = None) -> list[dict]:
     """The objects `mlctl train` creates in `namespace` of `cluster` (today one TFJob or PyTorchJob)."""
     kind, replica_field, _ = FRAMEWORKS[spec.framework]
+    restart_policy, backoff_limit = preemption_policy(spec, cluster)
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "mlctl.io/spec-name": spec.name,
               "mlctl.io/user": label_value(user)}
     # the GPU total rides along as an annotation so `mlctl train list` can show it from metadata alone
@@ -152,12 +164,14 @@ def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | N
                    "mlctl.io/user": user, "mlctl.io/gpus": str(spec.workers * spec.resources.gpus)}
     if spec.output:
         annotations["mlctl.io/output"] = spec.output.url
-    run_policy: dict[str, Any] = {"backoffLimit": spec.backoff_limit, "cleanPodPolicy": "None",
+    if pool_of(spec, cluster).get("preemptible"):
+        annotations["mlctl.io/preemptible"] = "true"
+    run_policy: dict[str, Any] = {"backoffLimit": backoff_limit, "cleanPodPolicy": "None",
                                   "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished}
     if spec.active_deadline_seconds is not None:
         run_policy["activeDeadlineSeconds"] = spec.active_deadline_seconds
     replica_specs = {
-        replica: {"replicas": count, "restartPolicy": spec.restart_policy,
+        replica: {"replicas": count, "restartPolicy": restart_policy,
                   "template": _pod_template(spec, cluster, replica, labels, s3)}
         for replica, count in spec.replicas().items()
     }

@@ -77,6 +77,43 @@ def replicas_summary(job: dict) -> str:
     return "; ".join(parts)
 
 
+def unschedulable(pods: list[dict]) -> dict[str, str]:
+    """{pod name: the scheduler's reason} for pods the scheduler could not place (condition PodScheduled=False,
+    reason Unschedulable)."""
+    out = {}
+    for pod in pods:
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+                out[pod["metadata"]["name"]] = c.get("message") or "no node fits"
+    return out
+
+
+RECREATED_AFTER_SECONDS = 1
+
+
+def restarts(job: dict, pods: list[dict]) -> dict:
+    """How the job coped with lost pods: {"recreated": names of pods created again (the operator creates every
+    replica in one pass, so a pod younger than the first by more than RECREATED_AFTER_SECONDS replaced a lost
+    or retried one; events are no record: the event recorder drops and combines them), "restarting": the
+    operator's last Restarting message or None}."""
+    import datetime as dt
+
+    def created(pod: dict) -> dt.datetime:
+        return dt.datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+    stamped = [p for p in pods if (p.get("metadata") or {}).get("creationTimestamp")]
+    recreated: list[str] = []
+    if stamped:
+        first = min(created(p) for p in stamped)
+        recreated = sorted(p["metadata"]["name"] for p in stamped
+                           if (created(p) - first).total_seconds() > RECREATED_AFTER_SECONDS)
+    restarting = None
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Restarting":
+            restarting = f"{c.get('message') or c.get('reason')} (at {c.get('lastTransitionTime')})"
+    return {"recreated": recreated, "restarting": restarting}
+
+
 class Jobs:
     """Job operations in one namespace of one cluster, over the cluster's Kube (mlctl/kube/api.py)."""
 

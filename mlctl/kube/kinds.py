@@ -47,6 +47,7 @@ _TABLE = (
     Kind("ResourceQuota", "", "v1", "resourcequotas"),
     Kind("LimitRange", "", "v1", "limitranges"),
     Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"),
+    Kind("PersistentVolume", "", "v1", "persistentvolumes", False),
     Kind("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices"),
     Kind("Deployment", "apps", "v1", "deployments"),
     Kind("StatefulSet", "apps", "v1", "statefulsets"),

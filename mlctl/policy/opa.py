@@ -71,6 +71,26 @@ def decisions(platform, user: str, groups, job: dict | None = None, *,
     return {name: _decision(result[name], decision_id, name) for name in names}
 
 
+class Client:
+    """The policy server of one platform, as the Factory hands it out (`f.opa()`)."""
+
+    def __init__(self, platform, timeout: float = TIMEOUT):
+        self.platform, self.timeout = platform, timeout
+
+    def decide(self, user: str, groups, cluster: str, job: dict | None = None) -> Decision:
+        return decide(self.platform, user, groups, cluster, job, timeout=self.timeout)
+
+    def decisions(self, user: str, groups, job: dict | None = None) -> dict[str, Decision]:
+        return decisions(self.platform, user, groups, job, timeout=self.timeout)
+
+    def limits(self, cluster: str) -> dict:
+        """The policy's data for one cluster (data.mlctl.config.clusters.<name>: groups, users, limits), {}
+        when the policy does not name it. For explanations only; decisions come from decide()."""
+        result, _ = _query(self.platform, f"mlctl/config/clusters/{cluster}", None, self.timeout, method="GET",
+                           missing_ok=True)
+        return result if isinstance(result, dict) else {}
+
+
 def require(decision: Decision) -> Decision:
     """Return decision if it allows; otherwise raise Forbidden (exit 5) with the policy's reasons."""
     if decision.allow:
@@ -124,8 +144,9 @@ def _server(platform) -> tuple[str, ssl.SSLContext | None]:
                          hint="fetch the platform document again with 'mlctl login --platform'") from e
 
 
-def _query(platform, path: str, input_doc: dict, timeout: float) -> tuple[Any, str | None]:
-    """POST {"input": ...} to OPA's v1 data API at path; return (result, decision id)."""
+def _query(platform, path: str, input_doc: dict | None, timeout: float, *, method: str = "POST",
+           missing_ok: bool = False) -> tuple[Any, str | None]:
+    """POST {"input": ...} (or GET) to OPA's v1 data API at path; return (result, decision id)."""
     url, context = _server(platform)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -134,9 +155,9 @@ def _query(platform, path: str, input_doc: dict, timeout: float) -> tuple[Any, s
     kwargs = {"context": context} if parts.scheme == "https" else {}
     conn = conn_class(parts.hostname, parts.port, timeout=timeout, **kwargs)
     target = f"{parts.path.rstrip('/')}/v1/data/{path}"
-    body = json.dumps({"input": input_doc}).encode()
+    body = json.dumps({"input": input_doc}).encode() if method == "POST" else None
     try:
-        conn.request("POST", target, body=body, headers={"Content-Type": "application/json", "User-Agent": "mlctl"})
+        conn.request(method, target, body=body, headers={"Content-Type": "application/json", "User-Agent": "mlctl"})
         resp = conn.getresponse()
         raw = resp.read()
     except ssl.SSLCertVerificationError as e:
@@ -164,6 +185,8 @@ def _query(platform, path: str, input_doc: dict, timeout: float) -> tuple[Any, s
     if not isinstance(answer, dict):
         raise _malformed(path, "the answer is not a JSON object")
     if "result" not in answer:
+        if missing_ok:
+            return None, answer.get("decision_id")
         # the v1 data API answers 200 without a result when the document is undefined (policy not loaded)
         raise Unavailable(f"the policy server at {url} has no decision data.{path.replace('/', '.')}",
                           hint="the cluster policy is not loaded; tell the platform admins")

@@ -9,7 +9,9 @@ sum lives in ONE ResourceQuota; the annotation SOURCES_ANNOTATION records which 
      {"source": "request", "name": "qr-7f3k2", "resources": {"requests.nvidia.com/gpu": "4"}}]
 
 Group grants are Keycloak group attributes named GROUP_ATTRIBUTE_PREFIX + <ResourceQuota key>, e.g.
-`mlctl.io/quota.requests.nvidia.com/gpu: "8"` (the sandbox realm, sandbox/keycloak/realm-ml.json).
+`mlctl.io/quota.requests.nvidia.com/gpu: "8"` (the sandbox realm, sandbox/keycloak/realm-ml.json). A group
+with the attribute CLUSTER_ATTRIBUTE (`mlctl.io/quota-cluster`, one value per cluster) grants its quota on
+those clusters only; without it, on every cluster (docs/burst.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from decimal import Decimal
 from mlctl.jobs.quantity import QuantityError, format_quantity, parse_quantity
 
 GROUP_ATTRIBUTE_PREFIX = "mlctl.io/quota."
+CLUSTER_ATTRIBUTE = "mlctl.io/quota-cluster"
 SOURCES_ANNOTATION = "mlctl.io/quota-sources"
 QUOTA_NAME = "mlctl-quota"
 
@@ -93,8 +96,25 @@ def parse_resources(values: Mapping[str, object], where: str) -> dict[str, Decim
     return out
 
 
-def group_grant(group: str, attributes: Mapping[str, object]) -> dict[str, Decimal]:
-    """The quota a group grants, from its Keycloak attributes (values are lists, as Keycloak returns them)."""
+def grant_clusters(attributes: Mapping[str, object]) -> tuple[str, ...] | None:
+    """The clusters a group's grant is limited to (its CLUSTER_ATTRIBUTE values), None for every cluster."""
+    raw = (attributes or {}).get(CLUSTER_ATTRIBUTE)
+    if raw is None:
+        return None
+    items = raw if isinstance(raw, list) else [raw]
+    names = []
+    for item in items:  # "gcp" or "gcp,aws" in one value are both accepted
+        names += [n.strip() for n in str(item).split(",") if n.strip()]
+    return tuple(sorted(set(names)))
+
+
+def group_grant(group: str, attributes: Mapping[str, object], cluster: str | None = None) -> dict[str, Decimal]:
+    """The quota a group grants on cluster, from its Keycloak attributes (values are lists, as Keycloak
+    returns them). A grant limited to other clusters (CLUSTER_ATTRIBUTE) is {} here; cluster None ignores
+    the limit."""
+    only = grant_clusters(attributes)
+    if cluster is not None and only is not None and cluster not in only:
+        return {}
     values: dict[str, object] = {}
     for name, raw in (attributes or {}).items():
         if not name.startswith(GROUP_ATTRIBUTE_PREFIX):
@@ -131,15 +151,21 @@ class Source:
     source: str  # default | group | request
     name: str | None
     resources: dict[str, Decimal] = field(default_factory=dict)
+    clusters: tuple[str, ...] | None = None  # a group grant limited to these clusters
 
     @property
     def label(self) -> str:
-        return self.source if self.name is None else f"{self.source} {self.name}"
+        text = self.source if self.name is None else f"{self.source} {self.name}"
+        if self.clusters:
+            text += f" ({', '.join(self.clusters)} only)"
+        return text
 
     def to_dict(self) -> dict:
         d: dict = {"source": self.source}
         if self.name is not None:
             d["name"] = self.name
+        if self.clusters:
+            d["clusters"] = list(self.clusters)
         d["resources"] = {k: fmt(k, v) for k, v in sorted(self.resources.items())}
         return d
 
@@ -158,10 +184,13 @@ class Effective:
 
 
 def effective(default: Mapping[str, Decimal], groups: Mapping[str, Mapping[str, Decimal]],
-              requests: Mapping[str, Mapping[str, Decimal]]) -> Effective:
-    """default + every group's grant + every approved request, summed per key; sources in a stable order."""
+              requests: Mapping[str, Mapping[str, Decimal]],
+              group_clusters: Mapping[str, tuple[str, ...] | None] | None = None) -> Effective:
+    """default + every group's grant + every approved request, summed per key; sources in a stable order.
+    group_clusters: the clusters a group's grant is limited to (recorded in the sources annotation)."""
+    scoped = group_clusters or {}
     sources = [Source("default", None, dict(default))]
-    sources += [Source("group", g, dict(groups[g])) for g in sorted(groups) if groups[g]]
+    sources += [Source("group", g, dict(groups[g]), scoped.get(g)) for g in sorted(groups) if groups[g]]
     sources += [Source("request", r, dict(requests[r])) for r in sorted(requests) if requests[r]]
     hard: dict[str, Decimal] = {}
     for s in sources:
@@ -177,7 +206,8 @@ def parse_sources(annotation: str | None) -> list[Source]:
     try:
         data = json.loads(annotation)
         return [Source(str(d["source"]), d.get("name"),
-                       {k: parse_quantity(v) for k, v in (d.get("resources") or {}).items()})
+                       {k: parse_quantity(v) for k, v in (d.get("resources") or {}).items()},
+                       tuple(d["clusters"]) if d.get("clusters") else None)
                 for d in data]
     except (ValueError, TypeError, KeyError, AttributeError):
         return []
@@ -189,6 +219,7 @@ class UsageRow:
     used: Decimal
     hard: Decimal
     contributions: list[tuple[str, Decimal]]  # (source label, amount)
+    keys: tuple[str, ...] = ()  # the ResourceQuota keys merged into this row (requests.X and limits.X)
 
     @property
     def fraction(self) -> float:
@@ -212,8 +243,8 @@ class UsageRow:
         return " + ".join(f"{fmt(self.resource, v)} {label}" for label, v in self.contributions) or "-"
 
     def to_dict(self) -> dict:
-        return {"resource": self.resource, "used": self.used_text, "hard": self.hard_text,
-                "free": fmt(self.resource, self.free),
+        return {"resource": self.resource, "keys": list(self.keys or (self.resource,)), "used": self.used_text,
+                "hard": self.hard_text, "free": fmt(self.resource, self.free),
                 "sources": [{"source": label, "amount": fmt(self.resource, v)} for label, v in self.contributions]}
 
 
@@ -226,9 +257,24 @@ def usage_rows(quota: Mapping) -> list[UsageRow]:
     sources = parse_sources(((quota.get("metadata") or {}).get("annotations") or {}).get(SOURCES_ANNOTATION))
     order = [k for k in SHOWN_FIRST if k in hard] + sorted(k for k in hard if k not in SHOWN_FIRST)
     rows = []
+    merged: set[str] = set()
     for key in order:
-        contributions = [(s.label, s.resources[key]) for s in sources if s.resources.get(key)]
-        rows.append(UsageRow(key, parse_quantity(used.get(key, "0")), parse_quantity(hard[key]), contributions))
+        if key in merged:
+            continue
+        base = key.split(".", 1)[1] if key.startswith(("requests.", "limits.")) else None
+        if base and "/" in base:
+            # One row per extended resource (GPUs), named X: Kubernetes counts extended resources under
+            # requests.X only (limits.X is accepted, never counted), so the row shows requests.X when the
+            # quota has it. cpu and memory keep a row per key: their requests and limits differ.
+            keys = [k for k in (f"requests.{base}", f"limits.{base}") if k in hard]
+            name = base
+        else:
+            keys, name = [key], key
+        merged.update(keys)
+        counted = keys[0]
+        contributions = [(s.label, s.resources[counted]) for s in sources if s.resources.get(counted)]
+        rows.append(UsageRow(name, parse_quantity(used.get(counted, "0")), parse_quantity(hard[counted]),
+                             contributions, tuple(keys)))
     return rows
 
 
@@ -256,7 +302,7 @@ def explain_exceeded(message: str, quota: Mapping | None = None) -> str | None:
 
     requested, used, limited = pairs(m.group(2)), pairs(m.group(3)), pairs(m.group(4))
     parts = []
-    rows = {r.resource: r for r in usage_rows(quota)} if quota else {}
+    rows = {k: r for r in usage_rows(quota) for k in (r.keys or (r.resource,))} if quota else {}
     for key, limit in limited.items():
         text = f"{key}: requested {requested.get(key, '?')}, in use {used.get(key, '?')}, limit {limit}"
         row = rows.get(key)

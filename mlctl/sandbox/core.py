@@ -31,6 +31,8 @@ CONTROLLERS = (
     "serviceaccount-controller", "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller", "endpoints-controller", "endpointslice-controller",
     "disruption-controller",
+    # binds PersistentVolumeClaims to PersistentVolumes (a job's data PVC on the burst cluster)
+    "persistentvolume-binder-controller",
 )
 POD_CIDRS = {"local": "10.244.0.1/16", "gcp": "10.245.0.1/16"}
 SERVICE_CIDRS = {"local": "10.96.0.0/16", "gcp": "10.97.0.0/16"}

@@ -41,7 +41,7 @@ CLUSTER_CLIENT_SECRET = "mlctl-cluster-sandbox-secret"
 BOOTSTRAP_ADMIN = ("admin", "admin-sandbox-pw")
 KERBEROS_COMPONENT_ID = "6d6c6374-6b72-6235-0000-000000000001"
 # Bump when _setup_realm changes what it does, so existing sandboxes get the new steps.
-_SETUP_REVISION = 2
+_SETUP_REVISION = 3
 # Build-time options baked into the cached distribution; changing them changes the cache marker.
 BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=true")
 # Extra JVM flags: a C1-only JIT starts the server faster (measured in docs/identity.md).
@@ -218,6 +218,15 @@ def _setup_realm(url: str, ca_file: str, kdc_info: dict, paths: dict[str, Path])
             attrs = {**(live.get("attributes") or {}), **(wanted.get("attributes") or {})}
             if attrs != (live.get("attributes") or {}):
                 admin.call("PUT", f"/{REALM}/clients/{live['id']}", json={**live, "attributes": attrs})
+    # Group attributes added to the template after a realm was created (quota grants) replace the live ones
+    # of the same name; attributes the template does not name are left alone.
+    live_groups = {g["name"]: g for g in admin.call("GET", f"/{REALM}/groups", params={"briefRepresentation": "false"})}
+    for wanted in realm.get("groups", []):
+        live = live_groups.get(wanted["name"])
+        if live is not None:
+            attrs = {**(live.get("attributes") or {}), **(wanted.get("attributes") or {})}
+            if attrs != (live.get("attributes") or {}):
+                admin.call("PUT", f"/{REALM}/groups/{live['id']}", json={**live, "attributes": attrs})
     # The admin service client exchanges its own tokens for the clusters' audiences too (cron).
     for client_id in (CLIENT_ID, ADMIN_CLIENT_ID):
         _audience_scopes(admin, client_id)

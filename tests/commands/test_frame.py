@@ -47,9 +47,10 @@ def test_table_piped_is_plain_columns(platform):
     r = mlctl("clusters", "list")
     assert r.code == 0
     lines = r.out.splitlines()
-    assert lines[0].split() == ["NAME", "PROVIDER", "GPUS", "POOLS", "GPU-HOUR"]
-    assert lines[1].split()[:3] == ["local", "on-prem", "40"]
-    assert lines[2].split()[:3] == ["gcp", "gcp", "1024"]
+    # not logged in: the policy's decision and the free GPUs are unknown, and the table says why
+    assert lines[0].split() == ["NAME", "PROVIDER", "ACCESS", "FREE-GPUS", "GPU-HOUR", "REASON"]
+    assert lines[1].split() == ["local", "*", "on-prem", "unknown", "unknown", "0.00", "not", "logged", "in"]
+    assert lines[2].split()[:5] == ["gcp", "gcp", "unknown", "unknown", "2.48"]
     assert "\x1b[" not in r.out
 
 
@@ -70,6 +71,8 @@ def test_json_yaml_name_are_complete(platform):
     items = json.loads(mlctl("clusters", "list", "-o", "json").out)
     assert [c["name"] for c in items] == ["local", "gcp"]
     assert items[1]["pools"]["gpu"]["nodes"] == 128
+    assert items[1]["access"] == {"default": False, "allowed": None, "reason": "not logged in",
+                                  "decisionId": None, "freeGpus": None}
     assert yaml.safe_load(mlctl("clusters", "list", "-o", "yaml").out) == items
     assert mlctl("clusters", "list", "-o", "name").out == "cluster/local\ncluster/gcp\n"
 

@@ -155,8 +155,15 @@ def test_carol_may_still_ask_who_she_is_and_what_she_may_do(sandbox, people):
     assert review.json()["status"] == {"allowed": False, "denied": True, "reason": CAROL_REASON}
 
 
-def test_kubectl_shows_carol_the_reason(sandbox, people):
+def test_login_leaves_carols_gcp_context_out_and_kubectl_shows_her_the_reason(sandbox, people, tmp_path):
+    from mlctl.auth.kubeconfig import write_contexts
+
     env = {**os.environ, **people["carol"]["env"]}
+    assert "mlctl-gcp" not in Path(env["KUBECONFIG"]).read_text()  # login wrote only what the policy allows
+    # the context login left out, written by hand: the server decides, and says why
+    env["KUBECONFIG"] = str(tmp_path / "kubeconfig")
+    gcp = next(c for c in sandbox.platform["clusters"] if c["name"] == "gcp")
+    write_contexts(Path(env["KUBECONFIG"]), "sandbox", [gcp], "u-carol")
 
     def kubectl(*args):
         return subprocess.run([str(sandbox.kubectl_path), "--context", "mlctl-gcp", *args], capture_output=True,

@@ -369,8 +369,11 @@ def test_admin_sync_from_keycloak_gives_default_and_group_quota(sandbox, env, in
     summary = _sync(sandbox, env)
     assert summary["errors"] == 0, summary
     for cluster in ("local", "gcp"):
-        assert _hard(sandbox, "alice", cluster)["requests.nvidia.com/gpu"] == "1"
         assert _hard(sandbox, "bob", cluster)["requests.nvidia.com/gpu"] == "9"
+    # burst-gcp's grant names gcp (mlctl.io/quota-cluster): alice gets it there alone
+    assert _hard(sandbox, "alice", "local")["requests.nvidia.com/gpu"] == "1"
+    gcp = _hard(sandbox, "alice", "gcp")
+    assert (gcp["requests.nvidia.com/gpu"], gcp["requests.cpu"], gcp["requests.memory"]) == ("129", "520", "4128Gi")
     again = _sync(sandbox, env)
     assert (again["created"], again["updated"]) == (0, 0)
 
@@ -427,7 +430,7 @@ def test_request_approve_and_rbac_between_users(sandbox, env, installed, keycloa
         assert _hard(sandbox, "alice")["requests.nvidia.com/gpu"] == "3"
         with env("alice"):
             shown = json.loads(mlctl("quota", "show", "-o", "json").out)
-        gpu = next(row for row in shown["resources"] if row["resource"] == "requests.nvidia.com/gpu")
+        gpu = next(row for row in shown["resources"] if row["resource"] == "nvidia.com/gpu")
         assert {s["source"] for s in gpu["sources"]} == {"default", f"request {name}"}
     finally:
         sandbox.kubectl("delete", "quotarequest", name, "-n", "u-alice", check=False)

@@ -129,12 +129,19 @@ QUOTA = {"hard": {"requests.nvidia.com/gpu": "8", "requests.cpu": "32", "request
 def test_quota_headroom_numbers():
     message = refusal(gan("local"), quota=QUOTA)  # 4 workers × 4 GPUs, 16 CPUs, 64Gi
     parts = message.split("; ")
-    assert parts == [
+    assert parts == [  # one clause per resource, GPUs first
+        "the job needs 16 GPUs but the namespace quota has 4 free (requests.nvidia.com/gpu: 8 hard, 4 used)",
         "the job needs 64 CPUs but the namespace quota has 26.5 free (requests.cpu: 32 hard, 5.5 used)",
         "the job needs 256Gi of memory but the namespace quota has 100Gi free "
         "(requests.memory: 100Gi hard, 0 used)",
-        "the job needs 16 GPUs but the namespace quota has 4 free (requests.nvidia.com/gpu: 8 hard, 4 used)",
     ]
+
+
+def test_gpus_limited_by_requests_and_limits_are_reported_once_by_the_counted_key():
+    quota = {"hard": {"requests.nvidia.com/gpu": "9", "limits.nvidia.com/gpu": "8"}, "used": {}}
+    message = refusal(gan("local"), quota=quota)
+    assert message == ("the job needs 16 GPUs but the namespace quota has 9 free "
+                       "(requests.nvidia.com/gpu: 9 hard, 0 used)")
 
 
 def test_quota_that_fits():
@@ -163,7 +170,7 @@ def test_quota_without_gpu_key_or_unreadable_values_is_ignored():
 
 def test_warnings_for_preemptible_never_and_open_ended_cost():
     spec = gan("gcp", "restartPolicy=Never")
-    assert any("preemptible and restartPolicy is Never" in w for w in check_fit(spec, CLUSTERS["gcp"]))
+    assert any("preemptible: restartPolicy Never becomes ExitCode" in w for w in check_fit(spec, CLUSTERS["gcp"]))
     open_ended = load_spec(GAN.replace("    activeDeadlineSeconds: 21600\n", ""), "3dgan.yaml", cluster="gcp")
     (warning,) = check_fit(open_ended, CLUSTERS["gcp"])
     assert warning == "no activeDeadlineSeconds: the job costs about 320.00/hour on gcp (128 GPUs × 2.5) until it ends"

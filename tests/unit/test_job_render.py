@@ -194,3 +194,14 @@ def test_unknown_pool_lists_the_clusters_pools():
 def test_gpus_on_a_pool_without_gpus():
     with pytest.raises(UsageError, match="pool cpu of cluster local has no GPUs"):
         rendered("3dgan", "local", sets=["resources.pool=cpu"])
+
+
+def test_preemptible_pools_get_a_restart_policy_and_backoff_that_survive_lost_nodes():
+    from mlctl.jobs.render import preemption_policy
+
+    spec = spec_of("3dgan", "gcp", ["restartPolicy=Never"])
+    assert preemption_policy(spec, CLUSTERS["gcp"]) == ("ExitCode", 3 + 16)
+    (job,) = render(spec, CLUSTERS["gcp"], user="jdoe", namespace="u-jdoe")
+    assert {r["restartPolicy"] for r in job["spec"]["tfReplicaSpecs"].values()} == {"ExitCode"}
+    local = spec_of("3dgan", "local", ["restartPolicy=Never"])
+    assert preemption_policy(local, CLUSTERS["local"]) == ("Never", 3)

@@ -91,13 +91,29 @@ def test_usage_rows_show_gpus_first_with_breakdown():
              "spec": {"hard": eff.hard_text()},
              "status": {"hard": eff.hard_text(), "used": {"requests.nvidia.com/gpu": "3", "requests.memory": "48Gi"}}}
     rows = usage_rows(quota)
-    assert [r.resource for r in rows][:3] == ["requests.nvidia.com/gpu", "limits.nvidia.com/gpu", "requests.cpu"]
+    # one GPU row: requests.nvidia.com/gpu and limits.nvidia.com/gpu merged
+    assert [r.resource for r in rows][:2] == ["nvidia.com/gpu", "requests.cpu"]
     gpu = rows[0]
+    assert gpu.keys == ("requests.nvidia.com/gpu", "limits.nvidia.com/gpu")
     assert (gpu.used_text, gpu.hard_text) == ("3", "9")
     assert gpu.breakdown() == "1 default + 8 group gpu-power-users"
     mem = next(r for r in rows if r.resource == "requests.memory")
     assert mem.fraction == pytest.approx(0.5) and mem.to_dict()["free"] == "48Gi"
     assert bar(0.5, 10) == "█████░░░░░" and bar(3.0, 4) == "████"
+
+
+def test_a_cluster_limited_group_grant_counts_on_its_cluster_only():
+    attrs = {"mlctl.io/quota-cluster": ["gcp"], "mlctl.io/quota.requests.nvidia.com/gpu": ["128"],
+             "mlctl.io/quota.requests.cpu": ["512"], "mlctl.io/quota.requests.memory": ["4Ti"]}
+    assert group_grant("burst-gcp", attrs, "local") == {}
+    grant = group_grant("burst-gcp", attrs, "gcp")
+    assert grant["requests.nvidia.com/gpu"] == 128 and grant["requests.memory"] == 4 * 2**40
+    eff = effective(default(), {"burst-gcp": grant}, {}, {"burst-gcp": ("gcp",)})
+    quota = {"metadata": {"name": "mlctl-quota", "annotations": {SOURCES_ANNOTATION: eff.annotation()}},
+             "status": {"hard": eff.hard_text(), "used": {}}}
+    gpu = usage_rows(quota)[0]
+    assert (gpu.resource, gpu.hard_text) == ("nvidia.com/gpu", "129")
+    assert gpu.breakdown() == "1 default + 128 group burst-gcp (gcp only)"
 
 
 def test_usage_rows_without_annotation_still_report():

@@ -57,7 +57,7 @@ def test_show_plain_when_piped(api):
     assert r.code == 0, r.err
     lines = r.out.splitlines()
     assert lines[0].split() == ["RESOURCE", "USED", "HARD", "USE%", "SOURCES"]
-    assert lines[1].split()[:4] == ["requests.nvidia.com/gpu", "6", "13", "46%"]
+    assert lines[1].split()[:4] == ["nvidia.com/gpu", "6", "13", "46%"]
     assert "1 default + 8 group gpu-power-users + 4 request qr-abc" in lines[1]
     assert "2500m" not in r.out and "2.5" in r.out
 
@@ -71,7 +71,7 @@ def test_show_json_is_complete(api):
     data = json.loads(mlctl("quota", "show", "-o", "json").out)
     assert data["namespace"] == "u-bob" and data["quota"] == "mlctl-quota"
     gpu = data["resources"][0]
-    assert gpu == {"resource": "requests.nvidia.com/gpu", "used": "6", "hard": "13", "free": "7", "sources": [
+    assert gpu == {"resource": "nvidia.com/gpu", "keys": ["requests.nvidia.com/gpu"], "used": "6", "hard": "13", "free": "7", "sources": [
         {"source": "default", "amount": "1"}, {"source": "group gpu-power-users", "amount": "8"},
         {"source": "request qr-abc", "amount": "4"}]}
     assert [s["source"] for s in data["sources"]] == ["default", "group", "request"]

@@ -40,7 +40,7 @@ def run(f, opts: Options) -> None:
     from mlctl.auth.kerberos import has_ticket
     from mlctl.auth.kubeconfig import default_path, write_contexts
     from mlctl.config import adopt_platform
-    from mlctl.errors import UsageError
+    from mlctl.errors import MlctlError, UsageError
 
     if adopt_platform(f):
         f.io.note(f"platform {f.platform.name!r} stored and selected")
@@ -82,6 +82,19 @@ def run(f, opts: Options) -> None:
     cache.save_session(session)
 
     allowed, refused = sess.exchange_all(f, platform.clusters, cache)
+    # kubeconfig contexts only for the clusters the policy allows: the others would only ever answer 403
+    left_out: list[tuple[str, str]] = []
+    if platform.section("opa"):
+        try:
+            decisions = f.opa().decisions(session["user"], session["groups"])
+        except MlctlError as e:
+            left_out = [(c["name"], f"the policy could not be asked: {e.message}") for c in allowed]
+            allowed = []
+        else:
+            left_out = [(c["name"], decisions[c["name"]].reason if c["name"] in decisions
+                         else f"cluster {c['name']} is not in the policy")
+                        for c in allowed if not (decisions.get(c["name"]) and decisions[c["name"]].allow)]
+            allowed = [c for c in allowed if decisions.get(c["name"]) and decisions[c["name"]].allow]
     groups = ", ".join(session["groups"]) or "none"
     f.io.note(f"Logged in to {platform.name} as {session['user']} ({method}; groups: {groups})")
     for name, why in refused:
@@ -92,6 +105,9 @@ def run(f, opts: Options) -> None:
         path = opts.kubeconfig or default_path(f.env)
         names = write_contexts(path, platform.name, allowed, user_namespace(session["user"]))
         f.io.note(f"kubeconfig {path}: contexts {', '.join(names)}")
+    if opts.write_kubeconfig:
+        for name, why in left_out:
+            f.io.note(f"  no kubeconfig context for cluster {name}: {why}")
 
 
 @mlctl_command("login")

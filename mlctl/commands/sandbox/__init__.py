@@ -8,5 +8,7 @@ group = lazy_group("sandbox", {
     "status": ("mlctl.commands.sandbox.status:command", "Show the sandbox's processes, ports and health."),
     "login": ("mlctl.commands.sandbox.login:command",
               "Log in to the sandbox as one of its users (alice, bob, carol, dave) or as its admin client."),
+    "preempt": ("mlctl.commands.sandbox.preempt:command",
+                "Preempt sandbox nodes (default cluster gcp): their pods are terminated, the nodes come back later."),
     "env": ("mlctl.commands.sandbox.env:command", "Print shell exports for using the sandbox (eval it)."),
 }, help="Run the whole platform locally, from real upstream servers.")

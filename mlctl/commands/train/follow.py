@@ -37,6 +37,35 @@ def _stream(f, jobs, pod: str, stop: threading.Event) -> None:
         pass
 
 
+POD_POLL_SECONDS = 2.0
+
+
+def _watch_pods(f, jobs, name: str, stop: threading.Event) -> None:
+    """Say, within seconds, when a pod cannot be scheduled (with the scheduler's reason) and when a pod was
+    recreated (its node was lost, or it failed with a retryable exit code). The job's own status changes
+    for neither, so its watch cannot tell."""
+    from mlctl.kube.jobs import unschedulable
+
+    uids: dict[str, str] = {}
+    said: dict[str, str] = {}
+    while True:
+        try:
+            pods = jobs.pods(name)
+        except Exception:  # noqa: BLE001 - a failed poll is retried; the job watch reports lost servers
+            pods = []
+        for pod, why in sorted(unschedulable(pods).items()):
+            if said.get(pod) != why:
+                f.io.warn(f"pod {pod} cannot be scheduled: {why}")
+                said[pod] = why
+        for pod in pods:
+            pod_name, uid = pod["metadata"]["name"], pod["metadata"].get("uid", "")
+            if uids.get(pod_name, uid) != uid:
+                f.io.note(f"pod {pod_name} was recreated (its node was lost, or it failed and is retried)")
+            uids[pod_name] = uid
+        if stop.wait(POD_POLL_SECONDS):
+            return
+
+
 def follow(f, jobs, job: dict, *, logs: bool, timeout: float | None = None) -> dict:
     """Watch job until it ends; raise when it failed (exit 1) or the wait timed out (exit 7)."""
     from mlctl.kube.jobs import KINDS, TERMINAL, reason, replicas_summary, state
@@ -51,6 +80,9 @@ def follow(f, jobs, job: dict, *, logs: bool, timeout: float | None = None) -> d
     status = f.io.err_console.status(f"{kind.short}/{name}") if f.io.stderr_tty else None
     if status:
         status.start()
+    pods_done = threading.Event()
+    pod_thread = threading.Thread(target=_watch_pods, args=(f, jobs, name, pods_done), daemon=True)
+    pod_thread.start()
     try:
         for current in jobs.watch(job, timeout):
             st, summary = state(current), replicas_summary(current)
@@ -75,6 +107,7 @@ def follow(f, jobs, job: dict, *, logs: bool, timeout: float | None = None) -> d
         f.io.note(f"stopped following; {kind.short}/{name} keeps running (see 'mlctl train status {name}')")
         raise
     finally:
+        pods_done.set()
         if status:
             status.stop()
     if log_thread:

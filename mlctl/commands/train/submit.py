@@ -22,11 +22,13 @@ class Options:
 
 
 def run(f, opts: Options) -> None:
+    from mlctl.commands.train import preflight
     from mlctl.commands.train.common import jobs_for, read_spec_text, target, user_or_placeholder
     from mlctl.jobs.check import check_fit
     from mlctl.jobs.render import render
     from mlctl.jobs.spec import load_spec
     from mlctl.output import to_yaml
+    from mlctl.policy import require
 
     text, filename = read_spec_text(opts.spec)
     cluster = f.platform.cluster(f.config.get("cluster"))
@@ -40,28 +42,21 @@ def run(f, opts: Options) -> None:
             f.io.stdout.write("---\n" + to_yaml(obj))
         return
     t = target(f, cluster["name"])
+    skip = preflight.skip_checks(f, opts.check)
+    # The policy before anything else touches the cluster: a deny is exit 5, no answer exit 7.
+    decision = None if skip else require(preflight.ask_policy(f, spec, cluster, t.user, "train"))
     jobs = jobs_for(f, t)
-    from mlctl.quota import readable_quotas
-
-    for quota in readable_quotas(jobs.quotas):
-        check_fit(spec, cluster, quota)
+    preflight.check_quota(jobs, spec, cluster)
+    if not skip:
+        preflight.check_pvcs(jobs.kube, spec, t.namespace, cluster["name"])
+        fit = preflight.fit_now(f, spec, cluster)
+        if fit.ok is False:
+            f.io.warn(f"{spec.name} will wait on {cluster['name']}: {fit.why}")
     if opts.check:
         f.io.note(f"{spec.name} fits cluster {cluster['name']} and the quota of namespace {t.namespace}")
         return
-    objects = render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"))
-    job = None
-    for obj in objects:
-        created = jobs.create(obj, dry_run=opts.dry_run == "server")
-        suffix = " (server dry run)" if opts.dry_run == "server" else ""
-        f.io.note(f"{obj['kind'].lower()}/{obj['metadata']['name']} created on {cluster['name']} "
-                  f"in {t.namespace}{suffix}")
-        if opts.output == "name":
-            f.io.out(f"{obj['kind'].lower()}/{obj['metadata']['name']}")
-        job = created
-    if opts.dry_run != "server" and job is not None and (opts.follow or opts.wait):
-        from mlctl.commands.train.follow import follow
-
-        follow(f, jobs, job, logs=opts.follow, timeout=opts.timeout)
+    preflight.submit(f, spec, cluster, t, jobs, decision, dry_run=opts.dry_run, output=opts.output,
+                     follow=opts.follow, wait=opts.wait, timeout=opts.timeout, command="train")
 
 
 @mlctl_command("submit")
