@@ -107,8 +107,43 @@ def _print_traceback(io: IO) -> None:
     io.err(redact(traceback.format_exc()).rstrip())
 
 
+def _fast(args: list[str]) -> int | None:
+    """Answer the two most frequent calls without loading the command tree: `--version`, and `token` (the
+    kubectl exec plugin, run on every kubectl call) when kubectl passes --platform and --cluster and the cached
+    token is fresh. None: anything else (no cached token, expired, a flag it does not know), which the full
+    command tree answers with the same output and exit codes."""
+    if args == ["--version"]:
+        from mlctl import __version__
+
+        sys.stdout.write(f"mlctl {__version__}\n")
+        return errors.OK
+    if not args or args[0] != "token" or os.environ.get("MLCTL_DEBUG"):
+        return None
+    flags: dict[str, str] = {}
+    rest = iter(args[1:])
+    for arg in rest:
+        name, sep, value = arg.partition("=")
+        if name not in ("--cluster", "--platform") or name in flags:
+            return None
+        flags[name] = value if sep else next(rest, "")
+    cluster, platform = flags.get("--cluster"), flags.get("--platform")
+    if not cluster or not platform or "/" in platform or platform.endswith((".yaml", ".yml", ".json")):
+        return None
+    from mlctl.auth.cache import TokenCache, exec_credential
+
+    entry = TokenCache(platform).fresh_cluster_token(cluster)
+    if not entry:
+        return None
+    import json
+
+    sys.stdout.write(json.dumps(exec_credential(entry["token"], entry["expires_at"])) + "\n")
+    return errors.OK
+
+
 def main() -> None:
-    sys.exit(run(sys.argv[1:]))
+    args = sys.argv[1:]
+    code = _fast(args)
+    sys.exit(run(args) if code is None else code)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,41 @@ def test_everyday_commands_do_not_import_the_kubernetes_package(platform):
         assert code == 7, (args, code)
         assert [m for m in mods if m.split(".")[0] in ("kubernetes", "urllib3", "requests", "keycloak")] == [], \
             (args, mods)
+
+
+FAST_PROBE = """
+import sys
+from mlctl.main import main
+try:
+    main()
+except SystemExit as e:
+    code = e.code
+print("\\n" + str(code), "click" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_the_exec_plugin_fast_path_answers_as_the_command_does_without_the_command_tree(platform):
+    """kubectl's call (`token --cluster C --platform P`) with a fresh cached token is answered before click or
+    the command tree load; its output and exit code are those of the full command."""
+    import json
+    import time
+
+    cache = platform / "cache" / "mlctl" / "tokens" / "lab"
+    cache.mkdir(parents=True)
+    (cache / "cluster-local.json").write_text(json.dumps({"token": "t0k3n", "expires_at": time.time() + 600}))
+    fast = subprocess.run([sys.executable, "-c", FAST_PROBE, "token", "--cluster", "local", "--platform", "lab"],
+                          capture_output=True, text=True, timeout=60)
+    assert fast.stderr.split() == ["0", "False"], fast.stderr  # exit 0, click never imported
+    full = subprocess.run([sys.executable, "-c", "from mlctl.main import run; import sys; "
+                           "sys.exit(run(['token', '--cluster', 'local', '--platform', 'lab']))"],
+                          capture_output=True, text=True, timeout=60)
+    assert full.returncode == 0 and fast.stdout == full.stdout
+    assert json.loads(fast.stdout)["status"]["token"] == "t0k3n"
+    # an expired token, or a flag the fast path does not know, takes the full path (click is loaded)
+    (cache / "cluster-local.json").write_text(json.dumps({"token": "old", "expires_at": time.time() - 5}))
+    slow = subprocess.run([sys.executable, "-c", FAST_PROBE, "token", "--cluster", "local", "--platform", "lab"],
+                          capture_output=True, text=True, timeout=60)
+    assert slow.stderr.split()[-1] == "True" and "t0k3n" not in slow.stdout
+    version = subprocess.run([sys.executable, "-c", FAST_PROBE, "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.stdout.strip() == "mlctl 0.1.0" and version.stderr.split() == ["0", "False"]

@@ -379,19 +379,27 @@ def test_admin_sync_from_keycloak_gives_default_and_group_quota(sandbox, env, in
 
 
 def test_moving_a_user_between_groups_in_keycloak_changes_the_quota(sandbox, env, installed, keycloak):
+    """A Keycloak user of the test's own (the realm's people keep their groups, whatever happens here)."""
     admin = _realm_admin(sandbox, keycloak)
-    alice = admin.get_user_id("alice")
+    name = f"t{uuid.uuid4().hex[:6]}"
+    uid = admin.create_user({"username": name, "enabled": True, "email": f"{name}@example.org",
+                             "firstName": "Test", "lastName": "User"})
     group = admin.get_group_by_path("/gpu-power-users")["id"]
     try:
-        admin.group_user_add(alice, group)
         _sync(sandbox, env)
-        assert _hard(sandbox, "alice")["requests.nvidia.com/gpu"] == "9"
+        assert _hard(sandbox, name)["requests.nvidia.com/gpu"] == "1"
+        admin.group_user_add(uid, group)
+        _sync(sandbox, env)
+        assert _hard(sandbox, name)["requests.nvidia.com/gpu"] == "9"
+        admin.group_user_remove(uid, group)
+        _sync(sandbox, env)
+        hard = _hard(sandbox, name)
+        assert hard["requests.nvidia.com/gpu"] == "1"
+        assert "limits.nvidia.com/gpu" not in hard  # granted by the group only, so removed with it
     finally:
-        admin.group_user_remove(alice, group)
-    _sync(sandbox, env)
-    hard = _hard(sandbox, "alice")
-    assert hard["requests.nvidia.com/gpu"] == "1"
-    assert "limits.nvidia.com/gpu" not in hard  # granted by the group only, so removed with it
+        admin.delete_user(uid)
+        for cluster in ("local", "gcp"):
+            sandbox.kubectl("delete", "namespace", f"u-{name}", "--wait=false", cluster=cluster, check=False)
 
 
 def test_request_approve_and_rbac_between_users(sandbox, env, installed, keycloak):
