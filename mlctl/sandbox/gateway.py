@@ -430,7 +430,10 @@ class Gateway(Component):
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
         argv = [sys.executable, "-m", "mlctl.sandbox.gateway", f"--config={path}"]
-        action = state.ensure(PROCESS, argv, files=[path, crt, ctx.kubeconfig], cwd=home, port=port)
+        from mlctl.kube import api
+
+        code = [Path(__file__), Path(api.__file__)]  # an upgraded mlctl restarts it
+        action = state.ensure(PROCESS, argv, files=[path, crt, ctx.kubeconfig, *code], cwd=home, port=port)
         ca = ctx.pki / "ca.crt"
         wait_until(lambda: healthy(port, ca), 30, f"the gateway on port {port}", state, PROCESS)
         proc = state.data["processes"][PROCESS]

@@ -531,6 +531,9 @@ class Runner:
             delay = min(BACKOFF_MAX, 2.0 ** (pod.restarts - 1))
             pod.next_start = time.monotonic() + delay
             pod.phase = "BackOff"
+            # until the next start, `logs --previous` (and `logs`) show the run that just ended
+            ended = pod.dir / "logs" / f"{pod.container['name']}-{pod.restarts - 1}.log"
+            self._logs_object(pod, ended, ended)
             message = f"back-off {delay:.0f}s restarting failed container={pod.container['name']} pod={pod.name}"
             self._status(pod, waiting=("CrashLoopBackOff", message) if pod.restarts > 1 else
                          ("ContainerCreating", None))

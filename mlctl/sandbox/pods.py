@@ -124,7 +124,12 @@ class PodRunner(Component):
             wait_until(lambda c=cluster: _established(ctx.kube(c)), 30, f"kwok's Logs CRD in cluster {cluster}")
         state = ctx.state
         argv = [sys.executable, "-m", "mlctl.sandbox.podrunner", f"--config={path}"]
-        action = state.ensure(PROCESS, argv, files=[path, ctx.kubeconfig], cwd=home)
+        # its own code is part of its configuration: an upgraded mlctl restarts it
+        from mlctl.kube import api
+        from mlctl.sandbox import podrunner
+
+        code = [Path(podrunner.__file__), Path(api.__file__)]
+        action = state.ensure(PROCESS, argv, files=[path, ctx.kubeconfig, *code], cwd=home)
         ready = home / "ready"
         wait_until(lambda: ready.exists() and state.is_running(PROCESS) and
                    ready.read_text().strip() == str(state.data["processes"][PROCESS]["pid"]),

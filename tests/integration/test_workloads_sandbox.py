@@ -164,6 +164,9 @@ def test_a_killed_worker_restarts_in_place_and_the_job_succeeds(sandbox, namespa
     worker = sandbox.wait_for(lambda: (lambda p: p if p and pid_of(p) else None)(
         job_pods(sandbox, ns, name).get("worker-0")), 120, "worker 0 to run")
     pid = pid_of(worker)
+    # mid-run: once it has trained an epoch
+    sandbox.wait_for(lambda: "epoch 1/" in sandbox.kubectl("logs", "-n", ns, worker["metadata"]["name"]).stdout,
+                     60, "worker 0's first epoch")
     os.kill(pid, 9)
 
     def restarted():
@@ -174,6 +177,10 @@ def test_a_killed_worker_restarts_in_place_and_the_job_succeeds(sandbox, namespa
     assert container(pod)["lastState"]["terminated"]["exitCode"] == 137
     assert pod["metadata"]["uid"] == worker["metadata"]["uid"]  # in place: the same pod
     assert pod["status"]["podIP"] == worker["status"]["podIP"]
+    # kwok reads the pod's Logs object from its informer: poll until it has the new one
+    previous = sandbox.wait_for(lambda: sandbox.kubectl("logs", "--previous", "-n", ns, pod["metadata"]["name"],
+                                                        check=False).stdout, 30, "the previous run's logs")
+    assert previous.startswith("3dgan worker:0 of 3 replica(s)") and "epoch 1/12" in previous
     sandbox.wait_for(lambda: job_condition(sandbox, ns, name) in ("Succeeded", "Failed"), 240,
                      f"tfjob {name} to finish")
     assert job_condition(sandbox, ns, name) == "Succeeded"
