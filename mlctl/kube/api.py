@@ -165,8 +165,13 @@ class Kube:
                                   hint="retry later") from e
             except Exception as e:
                 self._drop()
+                import ssl
+
                 cause = e.__cause__ if e.__cause__ is not None else e
-                stale = isinstance(cause, (*_RESET, http.client.RemoteDisconnected, http.client.BadStatusLine))
+                # over TLS, writing to a connection the server closed while it was idle (a restarted API
+                # server) fails with an EOF, before the server has seen anything
+                stale = isinstance(cause, (*_RESET, ssl.SSLEOFError, http.client.RemoteDisconnected,
+                                           http.client.BadStatusLine))
                 if attempt == 2 or not stale:
                     raise
         if resp.status >= 400:

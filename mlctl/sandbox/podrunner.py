@@ -193,6 +193,8 @@ class Pod:
     waiting_reason: str | None = None
     transitions: dict = field(default_factory=dict)
     dir: Path | None = None
+    unsent: dict | None = None  # a status the API server could not take yet
+    retry_at: float = 0.0
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -337,6 +339,8 @@ class Runner:
     def _step(self, pod: Pod) -> None:
         if pod.deleted:
             return
+        if pod.unsent is not None and time.monotonic() >= pod.retry_at:
+            self._patch(pod, pod.unsent)
         if pod.terminating:
             self._terminate(pod)
             return
@@ -353,6 +357,7 @@ class Runner:
                 self._exited(pod, code if code >= 0 else 128 - code, None)
             elif not pod.ready and time.monotonic() >= pod.probe_after and self._probe(pod):
                 pod.ready = True
+                log.info("%s: ready (readiness probe passed)", pod.ref)
                 self._status(pod)
 
     # ---- starting ----------------------------------------------------------------------------------------
@@ -638,15 +643,21 @@ class Runner:
         self._patch(pod, status)
 
     def _patch(self, pod: Pod, status: dict) -> None:
-        from mlctl.errors import MlctlError, NotFound
+        """Write the pod's status; one the API server could not take (it restarts) is retried by _step."""
+        from mlctl.errors import MlctlError, NotFound, Unavailable
 
         try:
             pod.obj = self.kubes[pod.cluster].patch("Pod", pod.name, {"status": status}, pod.namespace,
                                                     sub="status", manager=FIELD_MANAGER)
+            pod.unsent = None
         except NotFound:
-            pass
+            pod.unsent = None
+        except Unavailable as e:
+            log.warning("%s: status update failed, will retry: %s", pod.ref, e)
+            pod.unsent, pod.retry_at = status, time.monotonic() + 2
         except MlctlError as e:
             log.warning("%s: status update refused: %s", pod.ref, e)
+            pod.unsent = None
 
     def _event(self, pod: Pod, reason: str, message: str, type_: str) -> None:
         from mlctl.errors import MlctlError
