@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import mlctl
+from tests.integration.test_train import bob, tenants  # noqa: F401 - fixtures: bob logged in, admin sync done
 
 pytestmark = pytest.mark.integration
 
@@ -205,6 +206,31 @@ def test_deleting_a_running_job_ends_its_processes_and_removes_its_pods(sandbox,
     assert not [p for p in pids if alive(p)]
 
 
+def test_mlctl_train_with_the_real_image_follows_the_trainers_own_output(bob, sandbox, tmp_path):  # noqa: F811
+    """bob's `mlctl train SPEC --set image=mlctl.sandbox/3dgan:1 --follow`: his job really trains."""
+    import yaml
+
+    from mlctl.sandbox import s3
+
+    sandbox.kube().apply(s3.user_secret_object("u-bob", *s3.user_credentials(sandbox.root, "bob")),
+                         "mlctl-tests", force=True)
+    name, prefix = f"r{uuid.uuid4().hex[:8]}", f"bob/{uuid.uuid4().hex[:8]}/"
+    path = tmp_path / "3dgan.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "framework": "tensorflow", "image": "registry.example.org/ml/3dgan:1", "workers": 2,
+        "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi", "pool": "cpu"},
+        "output": f"s3://mlctl-outputs/{prefix}",
+        "env": {"OUTPUT_URL": "$(MLCTL_OUTPUT_URL)", "EPOCHS": "2", "SAMPLES": "64"}}))
+    r = mlctl("train", str(path), "--cluster", "local", "--set", f"image={TRAINER}", "--follow", "--timeout", "180")
+    assert r.code == 0, r.err
+    assert f"tfjob/{name} succeeded" in r.err
+    lines = r.out.splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"], r.out
+    assert "3dgan chief:0 of 2 replica(s)" in r.out and lines[-1] == "training finished"
+    listed = s3_client(sandbox, "bob").list_objects_v2(Bucket="mlctl-outputs", Prefix=prefix + "model/")
+    assert {o["Key"][len(prefix):] for o in listed["Contents"]} == {"model/generator.npz", "model/model.json"}
+
+
 # ---- the bound -------------------------------------------------------------------------------------------
 
 def test_pods_beyond_the_bound_stay_pending_with_an_event(sandbox, namespace):
@@ -357,7 +383,7 @@ def test_the_model_server_answers_v1_and_v2_through_the_gateway_for_its_owner_on
 
     sandbox.wait_for(ready, 180, "the model server to be ready")
     gateway = Gateway(sandbox, tmp_path)
-    alice, bob = user_token(sandbox, tmp_path, "alice"), user_token(sandbox, tmp_path, "bob")
+    alice, bobs = user_token(sandbox, tmp_path, "alice"), user_token(sandbox, tmp_path, "bob")
     noise = [round(0.1 * ((i * 7) % 11 - 5), 3) for i in range(16)]
 
     status, v1 = gateway.call("POST", f"/serve/{ns}/gen3d/v1/models/gen3d:predict",
@@ -380,7 +406,7 @@ def test_the_model_server_answers_v1_and_v2_through_the_gateway_for_its_owner_on
     status, body = gateway.call("POST", f"/serve/{ns}/gen3d/v1/models/gen3d:predict", {"instances": []})
     assert status == 401
     status, body = gateway.call("POST", f"/serve/{ns}/gen3d/v1/models/gen3d:predict",
-                                {"instances": [{"noise": noise, "energy": 50.0}]}, bob)
+                                {"instances": [{"noise": noise, "energy": 50.0}]}, bobs)
     assert status == 403, body
     status, body = gateway.call("POST", f"/serve/{ns}/gen3d/v1/models/gen3d:predict",
                                 {"instances": [{"noise": noise, "energy": 50.0}]}, alice[:-4] + "AAAA")
@@ -389,7 +415,7 @@ def test_the_model_server_answers_v1_and_v2_through_the_gateway_for_its_owner_on
     # shared with a group bob is in: now he gets through
     sandbox.kube().patch("Service", "gen3d", {"metadata": {"annotations": {"mlctl.io/shared-with": "gpu-power-users"}}},
                          ns)
-    sandbox.wait_for(lambda: gateway.call("GET", f"/serve/{ns}/gen3d/v2/models/gen3d", token=bob)[0] == 200, 30,
+    sandbox.wait_for(lambda: gateway.call("GET", f"/serve/{ns}/gen3d/v2/models/gen3d", token=bobs)[0] == 200, 30,
                      "bob to be let through once the service is shared with his group")
 
 
