@@ -311,6 +311,8 @@ def _cluster_argvs(bins, layout, certs, cluster, ports, kubeconfig: Path, kwok_c
             f"--server-address=127.0.0.1:{ports['kwok']}",
             f"--tls-cert-file={localhost_crt}", f"--tls-private-key-file={localhost_key}",
             f"--cidr={POD_CIDRS[cluster]}", "--node-lease-duration-seconds=0",
+            # per-pod Logs objects: the pod runner points `kubectl logs` of a real pod at its log file
+            "--enable-crds=Logs",
         ],
     }
 

@@ -3,7 +3,8 @@ stops them. `mlctl sandbox up|down|status|env` and the integration tests' fixtur
 
 Order (each step idempotent): the KDC; Keycloak with its realm (ready before an API server starts); the control
 plane of both clusters, with the apiserver flags of the components before it; access (RBAC for the platform
-admins, what `mlctl admin install` applies); the training-operators. A component whose process died, or whose
+admins, what `mlctl admin install` applies); the training-operators; the pod runner (pods that really run,
+docs/workloads.md); S3; the gateway (HTTPS in front of cluster local's Services). A component whose process died, or whose
 command line or configuration changed, is started again by the next `up`; everything else is kept.
 """
 
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import access, build, core, kdc, keycloak, opa, s3, training
+from mlctl.sandbox import access, build, core, gateway, kdc, keycloak, opa, pods, s3, training
 from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import State
 
 
 def components() -> list[Component]:
     return [kdc.KDC(), keycloak.Keycloak(), opa.OPA(), core.ControlPlane(), access.Access(),
-            training.TrainingOperator(), s3.S3()]
+            training.TrainingOperator(), pods.PodRunner(), s3.S3(),
+            gateway.Gateway()]
 
 
 def _merge_platform(root: Path, part: dict) -> None:
