@@ -27,6 +27,7 @@ def run(f, opts: Options) -> None:
     from mlctl.jobs.render import render
     from mlctl.jobs.spec import load_spec
     from mlctl.output import to_yaml
+    from mlctl.storage.layout import new_run_id
 
     text, filename = read_spec_text(opts.spec)
     cluster = f.platform.cluster(f.config.get("cluster"))
@@ -34,9 +35,11 @@ def run(f, opts: Options) -> None:
     # Capacity first: it needs no server, so an impossible request fails before any login or request.
     for warning in check_fit(spec, cluster):
         f.io.warn(warning)
+    run_id = new_run_id()  # a job submitted again writes beside its last run (docs/artifacts.md)
     if opts.dry_run == "client":
         t = target(f, cluster["name"], user=user_or_placeholder(f))
-        for obj in render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3")):
+        for obj in render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"),
+                          run=run_id):
             f.io.stdout.write("---\n" + to_yaml(obj))
         return
     t = target(f, cluster["name"])
@@ -48,13 +51,16 @@ def run(f, opts: Options) -> None:
     if opts.check:
         f.io.note(f"{spec.name} fits cluster {cluster['name']} and the quota of namespace {t.namespace}")
         return
-    objects = render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"))
+    objects = render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"), run=run_id)
     job = None
     for obj in objects:
         created = jobs.create(obj, dry_run=opts.dry_run == "server")
         suffix = " (server dry run)" if opts.dry_run == "server" else ""
         f.io.note(f"{obj['kind'].lower()}/{obj['metadata']['name']} created on {cluster['name']} "
                   f"in {t.namespace}{suffix}")
+        url = obj["metadata"]["annotations"].get("mlctl.io/output-url")
+        if url and opts.dry_run != "server":
+            f.io.note(f"outputs of run {run_id}: {url}")
         if opts.output == "name":
             f.io.out(f"{obj['kind'].lower()}/{obj['metadata']['name']}")
         job = created
