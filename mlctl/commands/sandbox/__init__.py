@@ -9,4 +9,6 @@ group = lazy_group("sandbox", {
     "login": ("mlctl.commands.sandbox.login:command",
               "Log in to the sandbox as one of its users (alice, bob, carol, dave) or as its admin client."),
     "env": ("mlctl.commands.sandbox.env:command", "Print shell exports for using the sandbox (eval it)."),
+    "s3-secrets": ("mlctl.commands.sandbox.s3_secrets:command",
+                   "Write each sandbox user's S3 credentials Secret (mlctl-s3) into their namespaces (after admin sync)."),
 }, help="Run the whole platform locally, from real upstream servers.")
