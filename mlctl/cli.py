@@ -16,6 +16,8 @@ from mlctl.formats import OUTPUT_FORMATS
 # (a test checks it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("mlctl.commands.admin:group", "Platform administration: tenancy sync from Keycloak, install, quota requests."),
+    "artifacts": ("mlctl.commands.artifacts:group",
+                  "Job outputs in S3: list, download, upload, share and delete; per-epoch metrics."),
     "clusters": ("mlctl.commands.clusters:group", "List the platform's clusters and their node pools."),
     "login": ("mlctl.commands.auth.login:command",
               "Log in to the platform (Kerberos, device flow, password or client credentials)."),
