@@ -7,6 +7,19 @@ import click
 from mlctl.output import Column
 
 run_option = click.option("--run", "run_id", metavar="RUN", help="A run id (default: the job's latest run).")
+user_option = click.option("--user", "owner", metavar="USER",
+                           help="Read another user's outputs (S3 decides whether your account may).")
+
+
+def storage_of(f, owner: str | None = None):
+    """The user's Storage; with owner, pointed at that user's prefix (the S3 server enforces access)."""
+    import copy
+
+    storage = f.storage()
+    if owner and owner != storage.user:
+        storage = copy.copy(storage)  # the Factory's stays the logged-in user's
+        storage.user = owner
+    return storage
 
 FILE_COLUMNS = [
     Column("path", lambda o: o["path"], style="bold"),

@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from mlctl.cli import mlctl_command
-from mlctl.commands.artifacts.common import FILE_COLUMNS, file_rows, run_files, run_option
+from mlctl.commands.artifacts.common import (
+    FILE_COLUMNS,
+    file_rows,
+    run_files,
+    run_option,
+    storage_of,
+    user_option,
+)
 
 
 @dataclass
@@ -18,6 +25,7 @@ class Options:
     directory: str | None = None
     run: str | None = None
     output: str = "table"
+    owner: str | None = None
     verbose: int = 0
 
 
@@ -29,7 +37,7 @@ def run(f, opts: Options) -> None:
 
     job = layout.check_job(opts.job)
     wanted = [layout.clean_path(p) for p in opts.paths]
-    storage = f.storage()
+    storage = storage_of(f, opts.owner)
     run_id = storage.pick_run(job, opts.run)
     objects = run_files(storage, job, run_id)
     keys, missing = layout.select([o["key"] for o in objects], wanted)
@@ -70,8 +78,9 @@ def run(f, opts: Options) -> None:
 @click.argument("paths", nargs=-1, metavar="[PATH...]")
 @click.option("-d", "--dir", "directory", metavar="DIR", help="Where to write the files (default: ./JOB).")
 @run_option
+@user_option
 @click.pass_obj
-def command(f, job, paths, directory, run_id):
+def command(f, job, paths, directory, run_id, owner):
     """Download a run's files (resumes an interrupted download).
 
     Files keep their paths inside the run; a PATH may name a file or a folder. A download is written to
@@ -83,4 +92,4 @@ def command(f, job, paths, directory, run_id):
     mlctl artifacts get gan3d model/ -d out         one folder into ./out/model/
     """
     run(f, Options(job=job, paths=list(paths), directory=directory, run=run_id, output=f.output,
-                   verbose=f.config.get("verbose")))
+                   verbose=f.config.get("verbose"), owner=owner))

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import click
 
 from mlctl.cli import mlctl_command
-from mlctl.commands.artifacts.common import FILE_COLUMNS, file_rows, run_files, run_option
+from mlctl.commands.artifacts.common import (
+    FILE_COLUMNS,
+    file_rows,
+    run_files,
+    run_option,
+    storage_of,
+    user_option,
+)
 from mlctl.output import Column, print_list
 
 
@@ -17,6 +24,7 @@ class Options:
     run: str | None = None
     runs: bool = False
     output: str = "table"
+    owner: str | None = None
 
 
 JOB_COLUMNS = [
@@ -37,7 +45,7 @@ RUN_COLUMNS = [
 def run(f, opts: Options) -> None:
     from mlctl.storage import layout
 
-    storage = f.storage()
+    storage = storage_of(f, opts.owner)
     if not opts.target:
         if opts.run or opts.runs:
             raise click.UsageError("--run and --runs need a JOB")
@@ -79,9 +87,10 @@ def run(f, opts: Options) -> None:
 @mlctl_command("ls")
 @click.argument("target", required=False, metavar="[JOB[/PATH]]")
 @run_option
+@user_option
 @click.option("--runs", is_flag=True, help="List the job's runs instead of a run's files.")
 @click.pass_obj
-def command(f, target, run_id, runs):
+def command(f, target, run_id, owner, runs):
     """List jobs with outputs, a run's files, or a job's runs.
 
     \b
@@ -90,10 +99,11 @@ def command(f, target, run_id, runs):
     mlctl artifacts ls gan3d/epoch-3 --run 20261129T080000Z-3f9a1c
     mlctl artifacts ls gan3d --runs         every run of gan3d, newest first
     """
-    run(f, Options(target=target, run=run_id, runs=runs, output=f.output))
+    run(f, Options(target=target, run=run_id, runs=runs, output=f.output, owner=owner))
 
 
-alias = mlctl_command("list", hidden=True)(click.argument("target", required=False)(run_option(
+alias = mlctl_command("list", hidden=True)(click.argument("target", required=False)(run_option(user_option(
     click.option("--runs", is_flag=True)(click.pass_obj(
-        lambda f, target, run_id, runs: run(f, Options(target=target, run=run_id, runs=runs, output=f.output)))))))
+        lambda f, target, run_id, owner, runs: run(f, Options(target=target, run=run_id, runs=runs,
+                                                               output=f.output, owner=owner))))))))
 alias.help = "Alias of ls."

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import click
 
 from mlctl.cli import mlctl_command
-from mlctl.commands.artifacts.common import run_option
+from mlctl.commands.artifacts.common import run_option, storage_of, user_option
 
 METRICS_FILE = "metrics.jsonl"
 POLL_SECONDS = 2.0
@@ -22,6 +22,7 @@ class Options:
     follow: bool = False
     interval: float = POLL_SECONDS
     output: str = "table"
+    owner: str | None = None
 
 
 def parse_metrics(text: str) -> list[dict]:
@@ -95,7 +96,7 @@ def run(f, opts: Options) -> None:
     from mlctl.storage import layout
 
     job = layout.check_job(opts.job)
-    storage = f.storage()
+    storage = storage_of(f, opts.owner)
     if not opts.follow:
         run_id = storage.pick_run(job, opts.run)
         rows = parse_metrics(storage.read(storage.run_prefix(job, run_id) + METRICS_FILE,
@@ -164,9 +165,10 @@ def layout_no_runs(job: str):
 @mlctl_command("metrics")
 @click.argument("job")
 @run_option
+@user_option
 @click.option("--follow", "-f", is_flag=True, help="Print new epochs as they appear until the job ends.")
 @click.pass_obj
-def command(f, job, run_id, follow):
+def command(f, job, run_id, owner, follow):
     """Show a run's per-epoch metrics as a table and a chart of each loss.
 
     Reads metrics.jsonl of the run (one JSON object per epoch, as the 3dgan trainer writes it).
@@ -175,4 +177,4 @@ def command(f, job, run_id, follow):
     mlctl artifacts metrics gan3d
     mlctl artifacts metrics gan3d --follow      until the job succeeds or fails
     """
-    run(f, Options(job=job, run=run_id, follow=follow, output=f.output))
+    run(f, Options(job=job, run=run_id, follow=follow, output=f.output, owner=owner))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import click
 
 from mlctl.cli import mlctl_command
-from mlctl.commands.artifacts.common import run_option
+from mlctl.commands.artifacts.common import run_option, storage_of, user_option
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Options:
     expires: str = "1h"
     run: str | None = None
     output: str = "table"
+    owner: str | None = None
 
 
 def run(f, opts: Options) -> None:
@@ -27,7 +28,7 @@ def run(f, opts: Options) -> None:
     job = layout.check_job(opts.job)
     path = layout.clean_path(opts.path)
     seconds = layout.parse_duration(opts.expires)
-    storage = f.storage()
+    storage = storage_of(f, opts.owner)
     run_id = storage.pick_run(job, opts.run)
     key = storage.run_prefix(job, run_id) + path
     head = storage.head(key, f"reading {path} of job {job}")
@@ -49,11 +50,12 @@ def run(f, opts: Options) -> None:
 @click.option("--expires", default="1h", show_default=True, metavar="DURATION",
               help="How long the URL works: 30s, 15m, 1h, 7d (at most 7d).")
 @run_option
+@user_option
 @click.pass_obj
-def command(f, job, path, expires, run_id):
+def command(f, job, path, expires, run_id, owner):
     """Print a presigned URL that fetches one file without credentials.
 
     \b
     curl -O "$(mlctl artifacts url gan3d model/generator.npz --expires 15m)"
     """
-    run(f, Options(job=job, path=path, expires=expires, run=run_id, output=f.output))
+    run(f, Options(job=job, path=path, expires=expires, run=run_id, output=f.output, owner=owner))
