@@ -30,6 +30,9 @@ pytestmark = pytest.mark.integration
 MLCTL = str(Path(sys.executable).parent / "mlctl")
 EPOCHS = 3
 MiB = 1024 * 1024
+# the sandbox's binaries cache, before the `home` fixture points XDG_CACHE_HOME at a test's own directory
+BINARIES_CACHE = os.environ.get("MLCTL_CACHE_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlctl")
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +225,7 @@ def test_credentials_are_never_printed_or_logged(sandbox, alice, trained, tmp_pa
     assert "debug:" in mlctl(*runs[0]).err  # the debug log did run
 
 
-def test_s3_stopped_is_one_clear_line_and_exit_7(sandbox, alice, trained):
+def test_s3_stopped_is_one_clear_line_and_exit_7(sandbox, alice, trained, monkeypatch):
     from mlctl.sandbox import s3
 
     state = sandbox.state
@@ -234,6 +237,7 @@ def test_s3_stopped_is_one_clear_line_and_exit_7(sandbox, alice, trained):
         assert lines[0].startswith("error: S3 at https://127.0.0.1:") and "unavailable" in lines[0]
         assert len(lines) == 2 and lines[1].startswith("hint: ")
     finally:
+        monkeypatch.setenv("MLCTL_CACHE_DIR", BINARIES_CACHE)  # restart with the cached binary, not a fresh build
         s3.start(sandbox.state)
     assert mlctl("artifacts", "ls", trained["job"]).code == 0
 
