@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync clean
+.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync bench-artifacts clean
 
 all: test
 
@@ -62,3 +62,8 @@ bench-sync: install
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+
+## mlctl artifacts get/put against aws s3 cp (awscli in its own venv under the cache); needs `make sandbox`,
+## `mlctl admin sync` and `mlctl sandbox s3-secrets`.
+bench-artifacts: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/artifacts.py

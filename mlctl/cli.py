@@ -16,6 +16,8 @@ from mlctl.formats import OUTPUT_FORMATS
 # (a test checks it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("mlctl.commands.admin:group", "Platform administration: tenancy sync from Keycloak, install, quota requests."),
+    "artifacts": ("mlctl.commands.artifacts:group",
+                  "Job outputs in S3: list, download, upload, share and delete; per-epoch metrics."),
     "burst": ("mlctl.commands.burst:command",
               "Send a training job to another cluster, or to the best one now (--cluster auto)."),
     "clusters": ("mlctl.commands.clusters:group",

@@ -22,6 +22,7 @@ class Factory:
         self.env = dict(os.environ) if env is None else env
         self.flags: dict = {}
         self._kubes: dict = {}
+        self._storage = None
 
     @cached_property
     def config(self) -> Config:
@@ -58,6 +59,14 @@ class Factory:
 
             self.__dict__["_opa"] = Client(self.platform)
         return self.__dict__["_opa"]
+
+    def storage(self):
+        """The logged-in user's S3 outputs (mlctl/storage/client.py), built once."""
+        if self._storage is None:
+            from mlctl.storage.client import for_user
+
+            self._storage = for_user(self)
+        return self._storage
 
     @property
     def output(self) -> str:

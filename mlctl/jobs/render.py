@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from mlctl.errors import UsageError
+from mlctl.jobs.schema import DEFAULT_SECRET
 from mlctl.jobs.spec import Spec
 
 KUBEFLOW_API = "kubeflow.org/v1"
@@ -68,20 +69,41 @@ def _s3_endpoint(s3: dict | None) -> str | None:
     return None
 
 
-def _env(spec: Spec, s3: dict | None) -> list[dict]:
+def output_url(spec: Spec, s3: dict | None, user: str, run: str | None) -> str | None:
+    """Where the job writes: the spec's output.url when it names one, else the platform's layout
+    s3://<outputs>/<user>/<job>/<run>/ (docs/artifacts.md) when there is a run id and an outputs bucket."""
+    if spec.output:
+        return spec.output.url
+    if run and s3 and (s3.get("buckets") or {}).get("outputs"):
+        from mlctl.storage.layout import run_url
+
+        return run_url(s3, user, spec.name, run)
+    return None
+
+
+def _env(spec: Spec, s3: dict | None, url: str | None) -> list[dict]:
     # mlctl's variables come first so the user's values may refer to them as $(MLCTL_OUTPUT_URL).
     env: list[dict[str, Any]] = []
-    if spec.output:
-        env.append({"name": "MLCTL_OUTPUT_URL", "value": spec.output.url})
+    if url:
+        env.append({"name": "OUTPUT_URL", "value": url})
+        env.append({"name": "MLCTL_OUTPUT_URL", "value": url})
+    if spec.output or _s3_endpoint(s3):
         endpoint = _s3_endpoint(s3)
         if endpoint:
             env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
         if s3 and s3.get("region"):
             env.append({"name": "AWS_DEFAULT_REGION", "value": str(s3["region"])})
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": spec.output.secret, "key": key}}})
+        if s3 and s3.get("podCaBundle"):
+            env.append({"name": "AWS_CA_BUNDLE", "value": str(s3["podCaBundle"])})
     env += [{"name": name, "value": value} for name, value in spec.env.items()]
     return env
+
+
+def _env_from(spec: Spec, s3: dict | None) -> list[dict]:
+    """The S3 credentials: every key of the user's Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    if not (spec.output or _s3_endpoint(s3)):
+        return []
+    return [{"secretRef": {"name": spec.output.secret if spec.output else DEFAULT_SECRET}}]
 
 
 def _resources(spec: Spec, cluster: dict) -> dict:
@@ -110,16 +132,20 @@ def _simulation(spec: Spec, replica: str) -> dict[str, str]:
     return notes
 
 
-def _pod_template(spec: Spec, cluster: dict, replica: str, labels: dict, s3: dict | None) -> dict:
+def _pod_template(spec: Spec, cluster: dict, replica: str, labels: dict, s3: dict | None,
+                  url: str | None) -> dict:
     pool = pool_of(spec, cluster)
     container: dict[str, Any] = {"name": FRAMEWORKS[spec.framework][2], "image": spec.image}
     if spec.command:
         container["command"] = list(spec.command)
     if spec.args:
         container["args"] = list(spec.args)
-    env = _env(spec, s3)
+    env = _env(spec, s3, url)
     if env:
         container["env"] = env
+    env_from = _env_from(spec, s3)
+    if env_from:
+        container["envFrom"] = env_from
     container["resources"] = _resources(spec, cluster)
     if spec.data:
         container["volumeMounts"] = [{"name": d.name, "mountPath": d.mount_path, "readOnly": True}
@@ -153,8 +179,12 @@ def preemption_policy(spec: Spec, cluster: dict) -> tuple[str, int]:
     return policy, spec.backoff_limit + spec.workers
 
 
-def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | None = None) -> list[dict]:
-    """The objects `mlctl train` creates in `namespace` of `cluster` (today one TFJob or PyTorchJob)."""
+def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | None = None,
+           run: str | None = None) -> list[dict]:
+    """The objects `mlctl train` creates in `namespace` of `cluster` (today one TFJob or PyTorchJob).
+
+    run is the run id chosen at submission (storage/layout.py); with the platform's s3 section it decides
+    the job's OUTPUT_URL."""
     kind, replica_field, _ = FRAMEWORKS[spec.framework]
     restart_policy, backoff_limit = preemption_policy(spec, cluster)
     labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "mlctl.io/spec-name": spec.name,
@@ -162,8 +192,11 @@ def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | N
     # the GPU total rides along as an annotation so `mlctl train list` can show it from metadata alone
     annotations = {"mlctl.io/cluster": str(cluster.get("name", "")), "mlctl.io/spec-hash": spec.spec_hash,
                    "mlctl.io/user": user, "mlctl.io/gpus": str(spec.workers * spec.resources.gpus)}
-    if spec.output:
-        annotations["mlctl.io/output"] = spec.output.url
+    url = output_url(spec, s3, user, run)
+    if url:
+        annotations["mlctl.io/output-url"] = url
+    if run:
+        annotations["mlctl.io/run"] = run
     if pool_of(spec, cluster).get("preemptible"):
         annotations["mlctl.io/preemptible"] = "true"
     run_policy: dict[str, Any] = {"backoffLimit": backoff_limit, "cleanPodPolicy": "None",
@@ -172,7 +205,7 @@ def render(spec: Spec, cluster: dict, *, user: str, namespace: str, s3: dict | N
         run_policy["activeDeadlineSeconds"] = spec.active_deadline_seconds
     replica_specs = {
         replica: {"replicas": count, "restartPolicy": restart_policy,
-                  "template": _pod_template(spec, cluster, replica, labels, s3)}
+                  "template": _pod_template(spec, cluster, replica, labels, s3, url)}
         for replica, count in spec.replicas().items()
     }
     job = {

@@ -27,8 +27,8 @@ _MAX_DEPTH = 40
 # Fields whose mappings merge key by key under an override; every other field is replaced whole.
 _MERGED = ("resources", "env", "simulate", "output")
 # Set by mlctl from `output`; a user value would be silently shadowed, or leak a credential into the spec.
-RESERVED_ENV = ("MLCTL_OUTPUT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                "AWS_ENDPOINT_URL")
+RESERVED_ENV = ("MLCTL_OUTPUT_URL", "OUTPUT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE")
 
 
 @dataclass(frozen=True)

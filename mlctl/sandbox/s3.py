@@ -185,6 +185,8 @@ def platform_part(info: dict) -> dict:
         "certificateAuthorityData": base64.b64encode(Path(info["ca_file"]).read_bytes()).decode(),
         "buckets": dict(info["buckets"]),
         "prefix": PREFIX_TEMPLATE,
+        # the sandbox's pods are local processes, so the CA's own file is where they find it
+        "podCaBundle": str(info["ca_file"]),
     }
 
 
@@ -199,6 +201,33 @@ def user_secret_object(namespace: str, access_key: str, secret: str) -> dict:
                      "labels": {"app.kubernetes.io/managed-by": "mlctl"}},
         "data": {"AWS_ACCESS_KEY_ID": b64(access_key), "AWS_SECRET_ACCESS_KEY": b64(secret)},
     }
+
+
+def write_user_secrets(root: Path, kubes: dict | None = None) -> list[tuple[str, str]]:
+    """Write each sandbox user's Secret `mlctl-s3` into their namespace on every cluster where it exists
+    (run it after `mlctl admin sync`, which makes the namespaces but cannot know versitygw's secrets).
+    kubes maps cluster -> an admin Kube; by default the sandbox's admin kubeconfig. Returns
+    (cluster, namespace) pairs written; idempotent (server-side apply)."""
+    import yaml
+
+    from mlctl.tenancy import user_namespace
+
+    root = Path(root)
+    if kubes is None:
+        from mlctl.kube.api import from_kubeconfig
+
+        doc = yaml.safe_load((root / "platform.yaml").read_text()) or {}
+        kubes = {c["name"]: from_kubeconfig(str(root / "kubeconfig"), f"sandbox-{c['name']}", cluster=c["name"])
+                 for c in doc.get("clusters") or []}
+    written = []
+    for cluster, kube in kubes.items():
+        for user in USERS:
+            namespace = user_namespace(user)
+            if kube.find("Namespace", namespace) is None:
+                continue
+            kube.apply(user_secret_object(namespace, *user_credentials(root, user)), manager="mlctl-sandbox-s3")
+            written.append((cluster, namespace))
+    return written
 
 
 # ---- the process ---------------------------------------------------------------------------------------

@@ -122,22 +122,66 @@ def test_output_env_uses_the_secret_and_never_a_value():
     job = job_of("3dgan", "local", sets=["output.secret=team-s3"])
     for container in containers(job):
         env = {e["name"]: e for e in container["env"]}
-        assert env["MLCTL_OUTPUT_URL"]["value"] == "s3://ml-outputs/3dgan/"
+        assert env["MLCTL_OUTPUT_URL"]["value"] == env["OUTPUT_URL"]["value"] == "s3://ml-outputs/3dgan/"
         assert env["AWS_ENDPOINT_URL"]["value"] == S3["endpoint"]
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            assert "value" not in env[key]
-            assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "team-s3", "key": key}}
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)  # only through envFrom
+        assert container["envFrom"] == [{"secretRef": {"name": "team-s3"}}]
         names = [e["name"] for e in container["env"]]
         assert names.index("MLCTL_OUTPUT_URL") < names.index("TF_CPP_MIN_LOG_LEVEL")  # user vars may use $(...)
 
 
-def test_no_endpoint_without_platform_s3_and_no_s3_env_without_output():
+def test_no_s3_env_without_platform_s3_or_output():
     job = job_of("3dgan", "local", s3=None)
     assert all("AWS_ENDPOINT_URL" not in {e["name"] for e in c["env"]} for c in containers(job))
     text = (ROOT / "examples" / "3dgan.yaml").read_text().replace("output: s3://ml-outputs/3dgan/\n", "")
-    bare = render(load_spec(text, "x.yaml"), CLUSTERS["local"], user="u", namespace="n", s3=S3)[0]
-    names = {e["name"] for c in containers(bare) for e in c.get("env", [])}
-    assert not names & {"MLCTL_OUTPUT_URL", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"}
+    bare = render(load_spec(text, "x.yaml"), CLUSTERS["local"], user="u", namespace="n", s3=None)[0]
+    for c in containers(bare):
+        assert not {e["name"] for e in c.get("env", [])} & {"OUTPUT_URL", "MLCTL_OUTPUT_URL", "AWS_ENDPOINT_URL"}
+        assert "envFrom" not in c
+    assert "mlctl.io/output-url" not in bare["metadata"]["annotations"]
+
+
+PLATFORM_S3 = {"endpoint": "https://s3.lab.test", "region": "eu-west-1", "buckets": {"outputs": "lab-outputs"},
+               "prefix": "{user}/", "podCaBundle": "/etc/mlctl/s3-ca.crt"}
+RUN = "20261129T080000Z-3f9a1c"
+
+
+def test_a_run_writes_under_the_platform_layout_with_the_users_secret():
+    text = (ROOT / "examples" / "3dgan.yaml").read_text().replace("output: s3://ml-outputs/3dgan/\n", "")
+    job = render(load_spec(text, "x.yaml"), CLUSTERS["local"], user="alice", namespace="u-alice",
+                 s3=PLATFORM_S3, run=RUN)[0]
+    url = f"s3://lab-outputs/alice/gan3d/{RUN}/"
+    notes = job["metadata"]["annotations"]
+    assert (notes["mlctl.io/output-url"], notes["mlctl.io/run"]) == (url, RUN)
+    for c in containers(job):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["OUTPUT_URL"] == env["MLCTL_OUTPUT_URL"] == url
+        assert (env["AWS_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"], env["AWS_CA_BUNDLE"]) == (
+            "https://s3.lab.test", "eu-west-1", "/etc/mlctl/s3-ca.crt")
+        assert c["envFrom"] == [{"secretRef": {"name": "mlctl-s3"}}]
+
+
+def test_two_runs_of_one_spec_differ_only_in_the_run():
+    text = (ROOT / "examples" / "3dgan.yaml").read_text().replace("output: s3://ml-outputs/3dgan/\n", "")
+    spec = load_spec(text, "x.yaml")
+    a = render(spec, CLUSTERS["local"], user="alice", namespace="u-alice", s3=PLATFORM_S3, run=RUN)
+    b = render(spec, CLUSTERS["local"], user="alice", namespace="u-alice", s3=PLATFORM_S3,
+               run="20261129T090000Z-000000")
+    assert a != b
+    assert yaml.safe_dump(a).replace(RUN, "20261129T090000Z-000000") == yaml.safe_dump(b)
+
+
+def test_a_spec_output_url_wins_over_the_layout():
+    job = render(spec_of("3dgan", "local"), CLUSTERS["local"], user="alice", namespace="u-alice",
+                 s3=PLATFORM_S3, run=RUN)[0]
+    assert job["metadata"]["annotations"]["mlctl.io/output-url"] == "s3://ml-outputs/3dgan/"
+
+
+@pytest.mark.parametrize("name", ["OUTPUT_URL", "AWS_CA_BUNDLE"])
+def test_the_variables_mlctl_sets_are_refused_in_env(name):
+    text = (ROOT / "examples" / "3dgan.yaml").read_text().replace("  TF_CPP_MIN_LOG_LEVEL: 2", f"  {name}: x")
+    with pytest.raises(UsageError, match=name):
+        load_spec(text, "x.yaml")
 
 
 def test_labels_and_annotations_tie_the_job_to_user_and_spec():

@@ -101,6 +101,7 @@ def test_platform_part_says_where_and_how_never_a_secret(tmp_path):
         "endpoint": "https://127.0.0.1:9000", "region": "us-east-1",
         "certificateAuthorityData": base64.b64encode((tmp_path / "ca.crt").read_bytes()).decode(),
         "buckets": {"outputs": "mlctl-outputs", "models": "mlctl-models"}, "prefix": "{user}/",
+        "podCaBundle": str(tmp_path / "ca.crt"),
     }
     assert s3.user_credentials(tmp_path, "alice")[1] not in json.dumps(part)
 

@@ -11,4 +11,6 @@ group = lazy_group("sandbox", {
     "preempt": ("mlctl.commands.sandbox.preempt:command",
                 "Preempt sandbox nodes (default cluster gcp): their pods are terminated, the nodes come back later."),
     "env": ("mlctl.commands.sandbox.env:command", "Print shell exports for using the sandbox (eval it)."),
+    "s3-secrets": ("mlctl.commands.sandbox.s3_secrets:command",
+                   "Write each sandbox user's S3 credentials Secret (mlctl-s3) into their namespaces (after admin sync)."),
 }, help="Run the whole platform locally, from real upstream servers.")

@@ -99,11 +99,16 @@ def skip_checks(f, check: bool) -> bool:
 
 
 def submit(f, spec, cluster: dict, t, jobs, decision, *, dry_run: str, output: str, follow: bool, wait: bool,
-           timeout: float | None, command: str) -> None:
+           timeout: float | None, command: str, run: str | None = None) -> None:
+    """Create the job (run: the run id that decides its outputs' prefix, storage/layout.py)."""
     from mlctl import audit
     from mlctl.jobs.render import render
 
-    objects = render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"))
+    if run is None:
+        from mlctl.storage.layout import new_run_id
+
+        run = new_run_id()
+    objects = render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"), run=run)
     job = None
     for obj in objects:
         notes = obj["metadata"].setdefault("annotations", {})
@@ -119,6 +124,9 @@ def submit(f, spec, cluster: dict, t, jobs, decision, *, dry_run: str, output: s
                          namespace=t.namespace, job=name, uid=(created.get("metadata") or {}).get("uid"),
                          decisionId=decision.id if decision else None, reason=decision.reason if decision else None)
         f.io.note(f"{name} created on {cluster['name']} in {t.namespace}{suffix}")
+        url = obj["metadata"]["annotations"].get("mlctl.io/output-url")
+        if url and dry_run != "server":
+            f.io.note(f"outputs of run {run}: {url}")
         if output == "name":
             f.io.out(name)
         job = created

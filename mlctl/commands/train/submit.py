@@ -29,6 +29,7 @@ def run(f, opts: Options) -> None:
     from mlctl.jobs.spec import load_spec
     from mlctl.output import to_yaml
     from mlctl.policy import require
+    from mlctl.storage.layout import new_run_id
 
     text, filename = read_spec_text(opts.spec)
     cluster = f.platform.cluster(f.config.get("cluster"))
@@ -36,9 +37,11 @@ def run(f, opts: Options) -> None:
     # Capacity first: it needs no server, so an impossible request fails before any login or request.
     for warning in check_fit(spec, cluster):
         f.io.warn(warning)
+    run_id = new_run_id()  # a job submitted again writes beside its last run (docs/artifacts.md)
     if opts.dry_run == "client":
         t = target(f, cluster["name"], user=user_or_placeholder(f))
-        for obj in render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3")):
+        for obj in render(spec, cluster, user=t.user, namespace=t.namespace, s3=f.platform.section("s3"),
+                          run=run_id):
             f.io.stdout.write("---\n" + to_yaml(obj))
         return
     t = target(f, cluster["name"])
@@ -56,7 +59,7 @@ def run(f, opts: Options) -> None:
         f.io.note(f"{spec.name} fits cluster {cluster['name']} and the quota of namespace {t.namespace}")
         return
     preflight.submit(f, spec, cluster, t, jobs, decision, dry_run=opts.dry_run, output=opts.output,
-                     follow=opts.follow, wait=opts.wait, timeout=opts.timeout, command="train")
+                     follow=opts.follow, wait=opts.wait, timeout=opts.timeout, command="train", run=run_id)
 
 
 @mlctl_command("submit")
