@@ -66,7 +66,7 @@ def tfjob(sandbox, namespace: str, output: str, *, workers: int = 3, restart: st
         "image": "registry.example.org/ml/3dgan:1", "workers": workers, "restartPolicy": restart,
         "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi", "pool": "cpu"},
         "output": {"url": output},
-        "env": {"OUTPUT_URL": "$(MLCTL_OUTPUT_URL)", "SAMPLES": "64", **(env or {})},
+        "env": {"SAMPLES": "64", **(env or {})},
     })
     spec = load_spec(text, f"{name}.yaml", sets=[f"image={TRAINER}"])
     platform = sandbox.platform
@@ -220,7 +220,7 @@ def test_mlctl_train_with_the_real_image_follows_the_trainers_own_output(bob, sa
         "name": name, "framework": "tensorflow", "image": "registry.example.org/ml/3dgan:1", "workers": 2,
         "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi", "pool": "cpu"},
         "output": f"s3://mlctl-outputs/{prefix}",
-        "env": {"OUTPUT_URL": "$(MLCTL_OUTPUT_URL)", "EPOCHS": "2", "SAMPLES": "64"}}))
+        "env": {"EPOCHS": "2", "SAMPLES": "64"}}))
     r = mlctl("train", str(path), "--cluster", "local", "--set", f"image={TRAINER}", "--follow", "--timeout", "180")
     assert r.code == 0, r.err
     assert f"tfjob/{name} succeeded" in r.err
