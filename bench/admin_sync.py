@@ -203,6 +203,9 @@ def kubectl_apply(kubectl: str, kubeconfig: str, objects: list[dict], workdir: P
 
 
 def main() -> None:
+    from bytecode import compile_package
+
+    compile_package()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--groups", type=int, default=200)

@@ -50,6 +50,9 @@ def run(argv: list[str], env: dict) -> float:
 
 
 def main() -> int:
+    from bytecode import compile_package
+
+    compile_package()
     import yaml
 
     from mlctl.sandbox import core, kdc, procs, s3

@@ -28,6 +28,9 @@ resources: {gpus: 8, cpu: "4", memory: 16Gi, pool: gpu}
 
 
 def main(runs: int) -> None:
+    from bytecode import compile_package
+
+    compile_package()
     home = Path(tempfile.mkdtemp(prefix="mlctl-bench-burst-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCTL_") or k == "MLCTL_SANDBOX_DIR"}
     env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),

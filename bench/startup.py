@@ -60,6 +60,9 @@ def measure(argv: list[str], runs: int, env: dict | None = None) -> float:
 
 
 def main() -> int:
+    from bytecode import compile_package
+
+    compile_package()
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", action="store_true")

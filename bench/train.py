@@ -45,6 +45,9 @@ def timed(argv: list[str], env: dict) -> float:
 
 
 def main() -> int:
+    from bytecode import compile_package
+
+    compile_package()
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=5)
