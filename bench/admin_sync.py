@@ -156,8 +156,7 @@ LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 def server_counts(api) -> dict[str, float]:
     """{"POST namespaces": n, ...}: the API server's apiserver_request_total on the tenancy resources."""
-    raw = api.api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                           _return_http_data_only=True).data.decode()
+    raw = "".join(api.lines("/metrics", what="reading the API server's metrics"))
     out: dict[str, float] = {}
     for line in raw.splitlines():
         m = METRIC.match(line)

@@ -233,6 +233,33 @@ def test_mlctl_train_with_the_real_image_follows_the_trainers_own_output(bob, sa
 
 # ---- the bound -------------------------------------------------------------------------------------------
 
+def test_the_example_3dgan_spec_runs_unchanged_with_the_real_image(bob, sandbox):  # noqa: F811
+    """examples/3dgan.yaml as the physicists wrote it (its own `python -m gan3d.train --epochs 30 ...`), with the
+    sandbox's image, a chief and 2 workers sized to bob's quota, and the outputs in his prefix."""
+    from mlctl.sandbox import s3
+    from tests.conftest import REPO
+
+    sandbox.kube().apply(s3.user_secret_object("u-bob", *s3.user_credentials(sandbox.root, "bob")),
+                         "mlctl-tests", force=True)
+    prefix = f"bob/{uuid.uuid4().hex[:8]}/"
+    mlctl("train", "delete", "gan3d", "--cluster", "local", "--yes")
+    try:
+        r = mlctl("train", str(REPO / "examples" / "3dgan.yaml"), "--cluster", "local", "--set", f"image={TRAINER}",
+                  "--set", "workers=3", "--set", "resources.gpus=1", "--set", "resources.cpu=1",
+                  "--set", "resources.memory=2Gi", "--set", f"output=s3://mlctl-outputs/{prefix}",
+                  "--set", "env.SAMPLES=64", "--follow", "--timeout", "240")
+        assert r.code == 0, r.err
+        epochs = [line.split()[1] for line in r.out.splitlines() if line.startswith("epoch ")]
+        assert epochs == [f"{n}/30" for n in range(1, 31)], r.out
+        assert "strategy multi-worker-mirrored" in r.out and "3dgan chief:0 of 3 replica(s)" in r.out
+        listed = s3_client(sandbox, "bob").list_objects_v2(Bucket="mlctl-outputs", Prefix=prefix)
+        keys = {o["Key"][len(prefix):] for o in listed.get("Contents", [])}
+        assert {f"epoch-{n}/generator.npz" for n in range(1, 31)} <= keys
+        assert {"metrics.jsonl", "model/generator.npz", "model/model.json"} <= keys
+    finally:
+        mlctl("train", "delete", "gan3d", "--cluster", "local", "--yes")
+
+
 def test_pods_beyond_the_bound_stay_pending_with_an_event(sandbox, namespace):
     from mlctl.sandbox import pods as real
 
