@@ -10,8 +10,6 @@ a file lock per binary keeps two sandboxes from building the same one at the sam
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import subprocess
@@ -20,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlctl.sandbox.procs import SandboxError
+from mlctl.sandbox.procs import SandboxError, file_lock
 
 
 def assets_dir() -> Path:
@@ -107,18 +105,6 @@ def _ldflags(b: Binary, v: str) -> str:
     return " ".join(flags)
 
 
-@contextlib.contextmanager
-def _locked(target: Path):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def ensure(names: list[str] | tuple[str, ...], log=None) -> dict[str, Path]:
     """Build every command of the named entries that is not cached yet; return {command: path}.
 
@@ -133,7 +119,7 @@ def ensure(names: list[str] | tuple[str, ...], log=None) -> dict[str, Path]:
             out[command] = target
             if os.access(target, os.X_OK):
                 continue
-            with _locked(target):
+            with file_lock(target.parent / f".{target.name}.lock"):
                 if os.access(target, os.X_OK):  # built by another process meanwhile
                     continue
                 started = time.monotonic()
@@ -152,6 +138,26 @@ def ensure(names: list[str] | tuple[str, ...], log=None) -> dict[str, Path]:
                 line = f"built {command} {v} in {time.monotonic() - started:.0f} s\n"
                 (log.write(line.encode()) if log is not None else sys.stderr.write(line))
     return out
+
+
+def ensure_logged(names: list[str] | tuple[str, ...], log: Path | None = None) -> dict[str, Path]:
+    """ensure(names), the Go tool's output appended to the file log (this process's stderr when None)."""
+    if log is None:
+        return ensure(names)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return ensure(names, out)
+
+
+def module_dir(wrapper: str, module: str) -> Path:
+    """Where the Go module cache holds module, as the wrapper module go/<wrapper>/ requires it (its build
+    downloaded it): upstream files mlctl reads rather than copies (CRDs)."""
+    try:
+        out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=assets_dir() / "go" / wrapper,
+                             capture_output=True, text=True, check=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SandboxError(f"cannot locate {module} in the Go module cache: {e}") from e
+    return Path(out.stdout.strip())
 
 
 def main(argv: list[str]) -> int:

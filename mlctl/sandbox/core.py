@@ -20,7 +20,7 @@ import yaml
 
 from mlctl.sandbox import nodes, pki
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import SandboxError, State, port_open, wait_until
+from mlctl.sandbox.procs import SandboxError, State, port_open, probe, wait_until
 
 CLUSTERS = tuple(nodes.CLUSTERS)
 CLUSTER_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -70,9 +70,7 @@ def ensure_binaries(log: Path | None = None) -> dict[str, Path]:
     """Build (or find cached) etcd, kubernetes and kwok."""
     from mlctl.sandbox import build
 
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(open(log, "ab")) if log else None
-        build.ensure(["etcd", "kubernetes", "kwok"], out)
+    build.ensure_logged(["etcd", "kubernetes", "kwok"], log)
     return binaries()
 
 
@@ -211,31 +209,17 @@ def _stop_timeout(name: str) -> float:
 
 def _get(port: int, path: str, tls: bool = True, certs: dict | None = None,
          timeout: float = 2.0) -> tuple[int, str]:
-    """GET path on 127.0.0.1:port; over TLS with the admin client cert when certs are given (apiservers),
-    over TLS without verification for liveness probes (controller-manager, scheduler), or plain (etcd)."""
-    if tls:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # not create_default_context: no system CA store needed
-        if certs:
-            ctx.load_verify_locations(certs["ca"][0])
-            ctx.load_cert_chain(*certs["admin"])
-        else:  # controller-manager and scheduler: only their liveness matters here
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace").strip()
-    finally:
-        conn.close()
+    """GET path on 127.0.0.1:port: with the admin client cert when certs are given (apiservers), over TLS
+    without verification for liveness probes (controller-manager, scheduler), or plain (etcd)."""
+    if certs:
+        return probe(port, path, ca_file=certs["ca"][0], client_cert=certs["admin"], timeout=timeout)
+    return probe(port, path, tls=tls, timeout=timeout)
 
 
 def _healthy(*args, **kwargs) -> bool:
     try:
         status, _ = _get(*args, **kwargs)
-    except (OSError, http.client.HTTPException, ssl.SSLError):
+    except (OSError, http.client.HTTPException):
         return False
     return status == 200
 

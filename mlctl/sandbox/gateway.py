@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from mlctl.sandbox import pki
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import port_open, wait_until
+from mlctl.sandbox.procs import answers, port_open, wait_until
 
 PROCESS = "gateway"
 CLUSTER = "local"
@@ -395,15 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 # ---- the component ---------------------------------------------------------------------------------------
 
 def healthy(port: int, ca_file: Path) -> bool:
-    ctx = ssl.create_default_context(cafile=str(ca_file))
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
-    try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return answers(port, "/healthz", ca_file=ca_file)
 
 
 class Gateway(Component):

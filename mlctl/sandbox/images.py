@@ -15,7 +15,6 @@ Changing any file of an image makes a new hash, hence a new directory; old ones 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlctl.sandbox.procs import SandboxError
+from mlctl.sandbox.procs import SandboxError, file_lock
 
 MARKER = ".mlctl-image"
 _SKIP = {"__pycache__", ".pytest_cache"}
@@ -66,17 +65,6 @@ def home(name: str) -> Path:
     return cache_dir() / f"{name}-{content_hash(source(name))}"
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _run(argv: list[str], out, what: str, log: Path | None) -> None:
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     if result.returncode != 0:
@@ -94,7 +82,7 @@ def ensure(name: str, log: Path | None = None) -> Path:
     python = target / "venv" / "bin" / "python"
     if (target / MARKER).is_file():
         return python
-    with _lock(cache_dir() / f"{target.name}.lock"):
+    with file_lock(cache_dir() / f"{target.name}.lock"):
         if (target / MARKER).is_file():
             return python
         began = time.monotonic()

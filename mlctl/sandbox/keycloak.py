@@ -9,8 +9,6 @@ starts find it in the database and leave it alone.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -65,17 +63,6 @@ def _java_env() -> dict[str, str]:
     return {"JAVA_HOME": java_home} if java_home else {}
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _download(version: str, into: Path) -> Path:
     """The dist zip from Maven Central through mvn (the only registry client this machine may use)."""
     zip_path = into / f"keycloak-quarkus-dist-{version}.zip"
@@ -103,7 +90,7 @@ def ensure_dist(version: str = VERSION) -> Path:
     wanted = " ".join(BUILD_OPTIONS)
     if marker.exists() and marker.read_text() == wanted:
         return home
-    with _lock(cache_dir() / f"keycloak-{version}.lock"):
+    with procs.file_lock(cache_dir() / f"keycloak-{version}.lock"):
         if marker.exists() and marker.read_text() == wanted:
             return home
         zip_path = _download(version, cache_dir() / "downloads")

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import os
 import socket
-import ssl
 from pathlib import Path
 
 import yaml
 
 from mlctl.sandbox import pki
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import SandboxError, State, wait_until
+from mlctl.sandbox.procs import SandboxError, State, answers, wait_until
 
 MODULE = "github.com/open-policy-agent/opa"
 PROCESS = "opa"
@@ -62,12 +60,7 @@ def build(log: Path | None = None) -> Path:
     """Build opa once (cached by version); return the binary."""
     from mlctl.sandbox import build as builds
 
-    if log:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            builds.ensure(["opa"], out)
-    else:
-        builds.ensure(["opa"])
+    builds.ensure_logged(["opa"], log)
     return binary()
 
 
@@ -110,22 +103,9 @@ def _fingerprint(argv: list[str], files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _context(ca_file: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(ca_file)
-    return ctx
-
-
 def healthy(port: int, ca_file: Path, timeout: float = 2.0) -> bool:
     """True when OPA answers /health over TLS verified by the sandbox CA (it has loaded the policy)."""
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=_context(ca_file))
-    try:
-        conn.request("GET", "/health")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return answers(port, "/health", ca_file=ca_file, timeout=timeout)
 
 
 def info(state: State) -> dict:

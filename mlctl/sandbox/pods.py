@@ -60,19 +60,11 @@ def max_pods() -> int:
 
 def logs_crd() -> dict:
     """kwok's Logs CRD, read from its module in the Go module cache (the kwok build downloaded it)."""
-    import subprocess
-
     import yaml
 
-    from mlctl.sandbox import core
+    from mlctl.sandbox import build
 
-    wrapper = core.source_dir() / "go" / "kwok"
-    try:
-        out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", KWOK_MODULE], cwd=wrapper, capture_output=True,
-                             text=True, check=True, timeout=300)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise SandboxError(f"cannot locate {KWOK_MODULE} in the Go module cache: {e}") from e
-    path = Path(out.stdout.strip()) / "kustomize" / "crd" / "bases" / "kwok.x-k8s.io_logs.yaml"
+    path = build.module_dir("kwok", KWOK_MODULE) / "kustomize" / "crd" / "bases" / "kwok.x-k8s.io_logs.yaml"
     try:
         return yaml.safe_load(path.read_text())
     except OSError as e:

@@ -106,7 +106,8 @@ class State:
         proc = self.data["processes"].get(name)
         return bool(proc) and running(proc["pid"], proc["argv"][0])
 
-    def start(self, name: str, argv: list[str], *, env: dict | None = None, cwd: Path | None = None) -> int:
+    def start(self, name: str, argv: list[str], *, env: dict | None = None, cwd: Path | None = None,
+              secret_env: dict | None = None) -> int:
         """Start argv as a detached process named name unless it already runs; return its pid."""
         self.refresh()
         if self.is_running(name):
@@ -116,7 +117,7 @@ class State:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                env={**os.environ, **(env or {}), **(secret_env or {})}, cwd=cwd, start_new_session=True,
             )
         self.data["processes"][name] = {"pid": proc.pid, "argv": argv, "env": env or {},
                                         "cwd": str(cwd) if cwd else None, "log": str(log), "started": time.time()}
@@ -124,11 +125,14 @@ class State:
         return proc.pid
 
     def ensure(self, name: str, argv: list[str], *, files: list[Path] = (), env: dict | None = None,
-               cwd: Path | None = None, port: int | None = None, stop_timeout: float = 15.0) -> str:
+               cwd: Path | None = None, port: int | None = None, stop_timeout: float = 15.0,
+               secret_env: dict | None = None) -> str:
         """Start name unless it already runs with the same argv, environment and configuration files;
-        return "kept", "started" or "restarted" (a process whose configuration changed is restarted)."""
+        return "kept", "started" or "restarted" (a process whose configuration changed is restarted).
+        secret_env reaches the process but is never written to state.json (only its digest, through the
+        fingerprint), so such a process is started again by ensure, not by restart()."""
         self.refresh()
-        fp = fingerprint(argv, list(files), env)
+        fp = fingerprint(argv, list(files), {**(env or {}), **(secret_env or {})})
         if self.is_running(name):
             if self.data.get("fingerprints", {}).get(name) == fp:
                 return "kept"
@@ -136,7 +140,7 @@ class State:
             action = "restarted"
         else:
             action = "started"
-        self.start(name, argv, env=env, cwd=cwd)
+        self.start(name, argv, env=env, cwd=cwd, secret_env=secret_env)
         if port is not None:
             self.data["processes"][name]["port"] = port
         self.data.setdefault("fingerprints", {})[name] = fp
@@ -185,6 +189,60 @@ class State:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def probe(port: int, path: str, *, tls: bool = True, ca_file: Path | str | None = None,
+          client_cert: tuple | None = None, timeout: float = 2.0) -> tuple[int, str]:
+    """GET path on 127.0.0.1:port, the readiness probe of every sandbox process: (status, body). Over TLS
+    verified by ca_file when given (and with a client certificate), over TLS unverified when not (only
+    liveness matters then), or plain HTTP (tls=False)."""
+    import http.client
+    import ssl
+
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # not create_default_context: no system CA store needed
+        if ca_file:
+            ctx.load_verify_locations(str(ca_file))
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if client_cert:
+            ctx.load_cert_chain(*client_cert)
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace").strip()
+    finally:
+        conn.close()
+
+
+def answers(port: int, path: str, **kwargs) -> bool:
+    """Whether probe(port, path, ...) gets a 200."""
+    import http.client
+
+    try:
+        return probe(port, path, **kwargs)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock across processes on the file path (created with its folder): one build of a
+    cached thing at a time, whoever else wants it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def fingerprint(argv: list[str], files: list[Path], env: dict | None = None) -> str:

@@ -41,17 +41,9 @@ def manifests_dir() -> Path:
 
 def crds_dir() -> Path:
     """The operator's own CRDs, read from its module in the Go module cache (the build downloaded it)."""
-    import subprocess
+    from mlctl.sandbox import build
 
-    from mlctl.sandbox import core
-
-    wrapper = core.source_dir() / "go" / "training-operator"
-    try:
-        out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", MODULE], cwd=wrapper, capture_output=True,
-                             text=True, check=True, timeout=300)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise SandboxError(f"cannot locate {MODULE} in the Go module cache: {e}") from e
-    folder = Path(out.stdout.strip()) / "manifests" / "base" / "crds"
+    folder = build.module_dir("training-operator", MODULE) / "manifests" / "base" / "crds"
     if not folder.is_dir():
         raise SandboxError(f"{folder} holds no CRDs")
     return folder

@@ -260,12 +260,20 @@ class _State:
         return self.item.dest.with_name(self.item.dest.name + META_SUFFIX)
 
 
-class Downloader:
+class _Transfers:
+    """What downloads and uploads share: the client, the bucket, the progress, the pool's size, the chunk and
+    multipart threshold, and the cancel event Ctrl-C sets."""
+
     def __init__(self, client, bucket: str, endpoint: str, progress: Progress, *, workers: int = WORKERS,
                  chunk: int = CHUNK, threshold: int = MULTIPART_THRESHOLD):
         self.client, self.bucket, self.endpoint, self.progress = client, bucket, endpoint, progress
         self.workers, self.chunk, self.threshold = workers, chunk, threshold
         self.cancel = threading.Event()
+
+
+class Downloader(_Transfers):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.resumed: list[str] = []
 
     def run(self, items: list[Download]) -> None:
@@ -406,12 +414,7 @@ class Upload:
     size: int
 
 
-class Uploader:
-    def __init__(self, client, bucket: str, endpoint: str, progress: Progress, *, workers: int = WORKERS,
-                 chunk: int = CHUNK, threshold: int = MULTIPART_THRESHOLD):
-        self.client, self.bucket, self.endpoint, self.progress = client, bucket, endpoint, progress
-        self.workers, self.chunk, self.threshold = workers, chunk, threshold
-        self.cancel = threading.Event()
+class Uploader(_Transfers):
 
     def run(self, items: list[Upload]) -> None:
         tasks = [(lambda it=it: self._large(it)) if it.size > self.threshold else (lambda it=it: self._small(it))
