@@ -18,7 +18,6 @@ The root secret reaches versitygw through its environment at start only: it is n
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import http.client
 import json
@@ -32,7 +31,7 @@ from xml.sax.saxutils import escape
 
 from mlctl.sandbox import pki
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import SandboxError, State, port_open, wait_until
+from mlctl.sandbox.procs import SandboxError, State, answers, port_open, wait_until
 
 MODULE = "github.com/versity/versitygw"
 PROCESS = "versitygw"
@@ -73,12 +72,7 @@ def build(log: Path | None = None) -> Path:
     """Build versitygw once (cached by version); return the binary."""
     from mlctl.sandbox import build as builds
 
-    if log:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            builds.ensure(["versitygw"], out)
-    else:
-        builds.ensure(["versitygw"])
+    builds.ensure_logged(["versitygw"], log)
     return binary()
 
 
@@ -262,21 +256,6 @@ def _argv(exe: Path, root: Path, port: int, crt: Path, key: Path) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]):
-    """Set values in this process's environment for a moment, so a child inherits them unrecorded."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _ssl_context(ca_file: str | Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # not create_default_context: no system CA store needed
     ctx.load_verify_locations(str(ca_file))
@@ -285,17 +264,7 @@ def _ssl_context(ca_file: str | Path) -> ssl.SSLContext:
 
 def ready(info: dict, timeout: float = 2.0) -> bool:
     """True when the gateway answers its health endpoint over TLS verified by the sandbox CA."""
-    port = int(info["endpoint"].rsplit(":", 1)[1])
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=_ssl_context(info["ca_file"]))
-    try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status == 200
-    except (OSError, http.client.HTTPException, ssl.SSLError):
-        return False
-    finally:
-        conn.close()
+    return answers(int(info["endpoint"].rsplit(":", 1)[1]), "/health", ca_file=info["ca_file"], timeout=timeout)
 
 
 def info(state: State) -> dict:
@@ -332,18 +301,9 @@ def start(state: State, *, timeout: float = START_TIMEOUT) -> dict:
 
     port = _port(state)
     argv = _argv(exe, root, port, crt, key)
-    fingerprint = hashlib.sha256(json.dumps(argv).encode() + crt.read_bytes()
-                                 + _credentials_file(root, ROOT_ACCOUNT).read_bytes()).hexdigest()
-    state.refresh()
-    if state.is_running(PROCESS) and state.data.get("fingerprints", {}).get(PROCESS) == fingerprint:
-        action = "kept"
-    else:
-        action = "restarted" if state.stop(PROCESS) else "started"
-        with _environ({"ROOT_ACCESS_KEY_ID": root_key, "ROOT_SECRET_ACCESS_KEY": root_secret}):
-            state.start(PROCESS, argv)
-        state.data["processes"][PROCESS]["port"] = port
-        state.data.setdefault("fingerprints", {})[PROCESS] = fingerprint
-        state.save()
+    # the root secret reaches versitygw through its environment only: never recorded in state.json
+    action = state.ensure(PROCESS, argv, files=[crt], port=port,
+                          secret_env={"ROOT_ACCESS_KEY_ID": root_key, "ROOT_SECRET_ACCESS_KEY": root_secret})
 
     out = info(state)
     wait_until(lambda: ready(out), timeout, f"versitygw /health on port {port}", state, PROCESS)

@@ -41,3 +41,23 @@ def test_restart_refuses_a_process_recorded_without_its_environment(tmp_path):
     state.save()
     with pytest.raises(SandboxError, match="not started by this version"):
         State.load(tmp_path).restart("old")
+
+
+def test_a_secret_environment_reaches_the_process_but_not_the_state_file(tmp_path):
+    """How the S3 server gets its root secret: in the child's environment, never in state.json nor in this
+    process's environment; a changed secret restarts the process, the same one keeps it."""
+    import os
+
+    state = State.load(tmp_path)
+    argv = ["sh", "-c", 'echo "$TOKEN" > "$OUT"; sleep 60']
+    env = {"OUT": str(tmp_path / "out")}
+    try:
+        assert state.ensure("keeper", argv, env=env, secret_env={"TOKEN": "s3cr3t-1"}) == "started"
+        assert _wait_for_file(tmp_path / "out") == "s3cr3t-1"
+        assert "s3cr3t" not in (tmp_path / "state.json").read_text() and "TOKEN" not in os.environ
+        assert State.load(tmp_path).ensure("keeper", argv, env=env, secret_env={"TOKEN": "s3cr3t-1"}) == "kept"
+        (tmp_path / "out").unlink()
+        assert State.load(tmp_path).ensure("keeper", argv, env=env, secret_env={"TOKEN": "s3cr3t-2"}) == "restarted"
+        assert _wait_for_file(tmp_path / "out") == "s3cr3t-2"
+    finally:
+        State.load(tmp_path).stop("keeper", timeout=5)

@@ -124,16 +124,6 @@ def test_user_secret_object_is_envfrom_ready():
     assert decoded == {"AWS_ACCESS_KEY_ID": "bob", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
 
 
-def test_environ_is_restored(monkeypatch):
-    monkeypatch.setenv("MLCTL_T_KEEP", "before")
-    monkeypatch.delenv("MLCTL_T_NEW", raising=False)
-    import os
-
-    with s3._environ({"MLCTL_T_KEEP": "during", "MLCTL_T_NEW": "during"}):
-        assert os.environ["MLCTL_T_KEEP"] == os.environ["MLCTL_T_NEW"] == "during"
-    assert os.environ["MLCTL_T_KEEP"] == "before" and "MLCTL_T_NEW" not in os.environ
-
-
 def test_version_and_binary_follow_the_wrapper_module():
     assert s3.version() == "v1.8.0"
     assert s3.binary().parent.name == "versitygw-v1.8.0" and s3.binary().name == "versitygw"
