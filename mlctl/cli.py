@@ -58,7 +58,7 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
-            if name in self.lazy and name not in self.commands:
+            if name in self.lazy:  # the table's summary, loaded or not: the help reads the same either way
                 rows.append((name, self.lazy[name][1]))
             else:
                 cmd = self.commands.get(name) or super().get_command(ctx, name)

@@ -78,12 +78,38 @@ def man_page(path: list[str], cmd: click.Command) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The widths click's help takes (the terminal's columns, at most the context's max_content_width, minus 2)
+# when stdout is piped (80 columns) and on a terminal of 100 columns or more: `mlctl --help` is answered from
+# these renderings without loading click (main._fast).
+HELP_WIDTHS = (78, 98)
+
+
+def root_help(width: int) -> str:
+    """What `mlctl --help` prints at a formatter width."""
+    import io
+
+    import click.formatting
+
+    from mlctl.io import IO
+    from mlctl.main import run
+
+    saved = click.formatting.FORCED_WIDTH
+    click.formatting.FORCED_WIDTH = width
+    try:
+        out = IO.test()
+        code = run(["--help"], io=out)
+    finally:
+        click.formatting.FORCED_WIDTH = saved
+    assert code == 0 and isinstance(out.stdout, io.StringIO)
+    return out.stdout.getvalue()
+
+
 def generate() -> dict[str, str]:
     """relative path -> content of every generated file."""
     from mlctl.cli import cli
     from mlctl.commands.completion import SHELLS, script
 
-    files = {}
+    files = {f"mlctl/data/help/{w}.txt": root_help(w) for w in HELP_WIDTHS}
     for shell in SHELLS:
         files[f"completions/mlctl.{shell}"] = script(shell)
     for path, cmd in walk(cli, ["mlctl"]):

@@ -107,16 +107,39 @@ def _print_traceback(io: IO) -> None:
     io.err(redact(traceback.format_exc()).rstrip())
 
 
+def _help_width() -> int:
+    """The width click's help formatter takes here (shutil.get_terminal_size's columns, at most the root's
+    max_content_width 100, minus 2), without importing shutil or click."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return max(min(columns or 80, 100) - 2, 50)
+
+
 def _fast(args: list[str]) -> int | None:
-    """Answer the two most frequent calls without loading the command tree: `--version`, and `token` (the
-    kubectl exec plugin, run on every kubectl call) when kubectl passes --platform and --cluster and the cached
-    token is fresh. None: anything else (no cached token, expired, a flag it does not know), which the full
+    """Answer the most frequent calls without loading the command tree: `--version`, `--help` (from the
+    renderings docgen keeps in mlctl/data/help/, for the usual widths), and `token` (the kubectl exec plugin,
+    run on every kubectl call) when kubectl passes --platform and --cluster and the cached token is fresh.
+    None: anything else (no cached token, expired, a flag it does not know, another width), which the full
     command tree answers with the same output and exit codes."""
     if args == ["--version"]:
         from mlctl import __version__
 
         sys.stdout.write(f"mlctl {__version__}\n")
         return errors.OK
+    if args in (["--help"], ["-h"]):
+        try:
+            with open(os.path.join(os.path.dirname(__file__), "data", "help", f"{_help_width()}.txt")) as text:
+                help_text = text.read()
+        except OSError:
+            return None
+        return _write(help_text)
     if not args or args[0] != "token" or os.environ.get("MLCTL_DEBUG"):
         return None
     flags: dict[str, str] = {}
@@ -136,7 +159,17 @@ def _fast(args: list[str]) -> int | None:
         return None
     import json
 
-    sys.stdout.write(json.dumps(exec_credential(entry["token"], entry["expires_at"])) + "\n")
+    return _write(json.dumps(exec_credential(entry["token"], entry["expires_at"])) + "\n")
+
+
+def _write(text: str) -> int:
+    """Print a fast-path answer; a reader that went away (| head) ends it quietly, as on the full path."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return errors.OK
 
 

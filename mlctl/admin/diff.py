@@ -61,13 +61,28 @@ def _own_entries(live: dict, manager: str, operation: str) -> list[int]:
             if e.get("manager") == manager and e.get("operation") == operation and not e.get("subresource")]
 
 
+# fieldsV1 -> its leaf paths. Objects of one kind that mlctl applies have the same field set (labels and
+# annotations by key, lists atomic), so thousands of live objects share a handful of entries.
+_PATHS_CACHE: dict[str, frozenset] = {}
+
+
+def _cached_fields_paths(fields: dict) -> frozenset:
+    key = repr(fields)
+    paths = _PATHS_CACHE.get(key)
+    if paths is None:
+        if len(_PATHS_CACHE) > 4096:
+            _PATHS_CACHE.clear()
+        paths = _PATHS_CACHE[key] = frozenset(_fields_paths(fields))
+    return paths
+
+
 def managed_paths(live: dict, manager: str) -> set[Path] | None:
     """The leaf paths manager owns on live (through Apply, or through the Update of its create), or None
     when it owns none."""
     entries = (live.get("metadata") or {}).get("managedFields") or []
     paths: set[Path] | None = None
     for i in _own_entries(live, manager, "Apply") + _own_entries(live, manager, "Update"):
-        paths = (paths or set()) | _fields_paths(entries[i].get("fieldsV1") or {})
+        paths = (paths or set()) | _cached_fields_paths(entries[i].get("fieldsV1") or {})
     return None if paths is None else paths - SERVER_SET
 
 
@@ -113,9 +128,13 @@ def adoption_patch(live: dict, manager: str) -> list[dict] | None:
             {"op": "replace", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}]
 
 
-def _covers(path: Path, others: set[Path]) -> bool:
-    """path equals, is inside, or contains one of others (atomic structs are recorded as one leaf)."""
-    return any(path[:len(o)] == o or o[:len(path)] == path for o in others)
+def _uncovered(paths, others: set[Path]) -> list[Path]:
+    """The paths that neither equal, lie inside, nor contain one of others (atomic structs are recorded as
+    one leaf), in time linear in the paths' lengths: p is covered when p or one of its prefixes is in others,
+    or when p is a prefix of one of others."""
+    prefixes = {o[:k] for o in others for k in range(1, len(o))}
+    return [p for p in paths
+            if p not in others and p not in prefixes and not any(p[:k] in others for k in range(1, len(p)))]
 
 
 def _quantity(value) -> Decimal | None:
@@ -157,7 +176,7 @@ def needs_apply(desired: dict, live: dict | None, manager: str) -> str | None:
     if owned is None:
         return f"update: not yet managed by {manager}"
     wanted = desired_paths(desired)
-    stale = sorted(p for p in owned if not _covers(p, wanted))
+    stale = sorted(_uncovered(owned, wanted))
     if stale:
         return f"update: stop managing {'.'.join(stale[0])}"
     return None

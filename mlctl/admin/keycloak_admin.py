@@ -2,7 +2,7 @@
 
 Requests grow with users/PAGE + groups (+ members/PAGE per group), never with users x groups: users are
 paged in large pages, groups are read once with their attributes, and memberships come from each group's
-member list (not from each user's group list).
+member list (not from each user's group list). Pages and member lists are read several at once.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def group_name(group: dict) -> str:
 
 def read_directory(admin, workers: int = 8) -> tuple[Directory, int]:
     """The directory, and the number of admin API requests it took. admin: a KeycloakAdmin (or a fake).
-    Group member lists are read by `workers` threads at once."""
+
+    `workers` requests run at once: the user count first, then every page of users (the last page is
+    followed up one by one, in case users were added meanwhile) beside the groups, then the groups' member
+    lists."""
     from concurrent.futures import ThreadPoolExecutor
 
     calls = 0
@@ -56,18 +59,26 @@ def read_directory(admin, workers: int = 8) -> tuple[Directory, int]:
 
         return call
 
-    users = [User(u["username"], bool(u.get("enabled", True)))
-             for u in _paged(counted(admin.get_users), {"briefRepresentation": True})]
-    # briefRepresentation=false brings the attributes; subgroups are fetched (and counted) by python-keycloak
-    top = _paged(counted(lambda q: admin.get_groups(q, full_hierarchy=False)), {"briefRepresentation": False})
-    every = _flatten(top)
-
-    def members_of(g: dict) -> set[str]:
-        return {u["username"] for u in _paged(counted(lambda q: admin.get_group_members(g["id"], q)),
-                                              {"briefRepresentation": True})}
-
+    brief = {"briefRepresentation": True}
+    get_users = counted(admin.get_users)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="keycloak") as pool:
+        # briefRepresentation=false brings the attributes; subgroups are fetched (and counted) by python-keycloak
+        top_groups = pool.submit(_paged, counted(lambda q: admin.get_groups(q, full_hierarchy=False)),
+                                 {"briefRepresentation": False})
+        total = counted(admin.users_count)({})
+        pages = list(pool.map(lambda first: get_users({**brief, "first": first, "max": PAGE}),
+                              range(0, max(total, 1), PAGE)))
+        first = len(pages) * PAGE
+        while len(pages[-1]) == PAGE:  # more users than counted
+            pages.append(get_users({**brief, "first": first, "max": PAGE}))
+            first += PAGE
+        every = _flatten(top_groups.result())
+
+        def members_of(g: dict) -> set[str]:
+            return {u["username"] for u in _paged(counted(lambda q: admin.get_group_members(g["id"], q)), brief)}
+
         member_sets = list(pool.map(members_of, every))
+    users = [User(u["username"], bool(u.get("enabled", True))) for page in pages for u in page]
     groups = {group_name(g): g.get("attributes") or {} for g in every}
     members = {group_name(g): m for g, m in zip(every, member_sets, strict=True)}
     return Directory(users, groups, members), calls

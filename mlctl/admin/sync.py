@@ -108,25 +108,38 @@ def orphans(desired: DesiredState, live_namespaces: list[dict]) -> list[str]:
                   and not ns["metadata"].get("deletionTimestamp"))
 
 
-def sync_cluster(api, directory: Directory, settings: Settings, opts: SyncOptions, io=None,
-                 guard: Guard | None = None) -> ClusterResult:
-    """Reconcile one cluster. api: a Kube (mlctl/kube/api.py) or a fake with the same methods."""
+def list_live(api) -> dict[str, list[dict]] | Exception:
+    """The cluster's tenancy objects (one LIST per kind, plus every QuotaRequest), or the exception that
+    stopped the listing (one unreachable cluster must not stop the others)."""
+    try:
+        listed = {kind: api.list(kind, selector=SELECTOR) for kind in LISTED_KINDS}
+        listed["QuotaRequest"] = api.list("QuotaRequest")
+        return listed
+    except Exception as e:  # noqa: BLE001 - reported by sync_cluster as the cluster's error
+        if _crd_missing(e):
+            return MlctlError(f"the QuotaRequest CRD is not installed on cluster {api.cluster}",
+                              hint="run 'mlctl admin install' first", exit_code=2)
+        return e
+
+
+def sync_cluster(api, directory, settings: Settings, opts: SyncOptions, io=None,
+                 guard: Guard | None = None, listed: dict | Exception | None = None) -> ClusterResult:
+    """Reconcile one cluster. api: a Kube (mlctl/kube/api.py) or a fake with the same methods; directory: a
+    Directory, or a callable returning it (called once the cluster is listed, so that reading Keycloak and
+    listing clusters overlap); listed: what list_live(api) returned, when the caller listed already."""
     result = ClusterResult(api.cluster)
     guard = guard or Guard()
     note = (lambda text: io.note(f"{api.cluster}: {text}")) if io is not None else (lambda text: None)
-    try:
-        listed = {kind: api.list(kind, selector=SELECTOR) for kind in LISTED_KINDS}
-        requests = api.list("QuotaRequest")
-    except Exception as e:  # noqa: BLE001 - one unreachable cluster must not stop the others
-        if _crd_missing(e):
-            e = MlctlError(f"the QuotaRequest CRD is not installed on cluster {api.cluster}",
-                           hint="run 'mlctl admin install' first", exit_code=2)
-        _error(result, "listing objects", e)
+    listed = list_live(api) if listed is None else listed
+    if isinstance(listed, Exception):
+        _error(result, "listing objects", listed)
         result.requests = api.requests
         return result
+    directory = directory() if callable(directory) else directory
+    requests = listed["QuotaRequest"]
     live: dict[Key, dict] = {}
-    for items in listed.values():
-        live.update(_index(items))
+    for kind in LISTED_KINDS:
+        live.update(_index(listed[kind]))
     desired = desired_state(directory, requests, settings)
     result.held = sorted(desired.quota_held)
     result.directory_problems = [p.to_dict() for p in desired.problems if not p.subject.startswith("quotarequest ")]
@@ -291,17 +304,21 @@ class Summary:
 
 def run_sync(apis: dict, directory: Directory, settings_for, opts: SyncOptions, *, lock=None, io=None,
              directory_requests: int = 0) -> Summary:
-    """Sync each cluster of apis ({name: Kube}) under lock (a started LeaseLock, or None for dry runs).
+    """Sync each cluster of apis ({name: Kube}) under lock (a started LeaseLock, or None for dry runs). The
+    clusters are listed at once; directory (a Directory, or a callable returning it) is needed only after.
 
     settings_for(cluster name) -> Settings (a cluster may have its own default quota).
     """
     guard = Guard(lock)
-    results = [sync_cluster(api, directory, settings_for(name), opts, io=io, guard=guard)
+    with ThreadPoolExecutor(max_workers=max(1, len(apis)), thread_name_prefix="list") as pool:
+        listed = dict(zip(apis, pool.map(list_live, apis.values()), strict=True))
+    results = [sync_cluster(api, directory, settings_for(name), opts, io=io, guard=guard, listed=listed[name])
                for name, api in apis.items()]
     problems = next((r.directory_problems for r in results if r.directory_problems is not None), None)
-    if problems is None:  # no cluster could be listed: the directory's problems are still worth reporting
-        problems = [p.to_dict() for p in desired_state(directory, [], settings_for(next(iter(apis)))).problems
-                    ] if apis else []
+    if problems is None and apis:  # no cluster could be listed: the directory's problems are still worth reporting
+        directory = directory() if callable(directory) else directory
+        problems = [p.to_dict() for p in desired_state(directory, [], settings_for(next(iter(apis)))).problems]
+    problems = problems or []
     return Summary(opts.dry_run, results, problems, directory_requests)
 
 

@@ -27,6 +27,9 @@ REDIRECT_URI = "http://127.0.0.1/mlctl/callback"
 
 # Connect and read timeouts of every request to Keycloak: a hung server is an exit 7 within 15 s.
 TIMEOUT = (5, 10)
+# The admin client reads the directory in pages of a thousand users, several at once: a page of a big realm
+# on a busy Keycloak can take longer than an interactive call should.
+ADMIN_TIMEOUT = (5, 60)
 
 
 def parse_issuer(keycloak: dict) -> tuple[str, str, str]:
@@ -46,7 +49,7 @@ def admin_client(keycloak: dict, client_id: str, secret: str, ca_file: str | Non
     _, server, realm = parse_issuer(keycloak)
     conn = KeycloakOpenIDConnection(server_url=server + "/", realm_name=realm, client_id=client_id,
                                     client_secret_key=secret, grant_type="client_credentials",
-                                    verify=ca_file or True, timeout=TIMEOUT, pool_maxsize=pool)
+                                    verify=ca_file or True, timeout=ADMIN_TIMEOUT, pool_maxsize=pool)
     return KeycloakAdmin(connection=conn)
 
 

@@ -115,3 +115,19 @@ def test_the_exec_plugin_fast_path_answers_as_the_command_does_without_the_comma
     version = subprocess.run([sys.executable, "-c", FAST_PROBE, "--version"], capture_output=True, text=True,
                              timeout=60)
     assert version.stdout.strip() == "mlctl 0.1.0" and version.stderr.split() == ["0", "False"]
+
+
+def test_root_help_fast_path_prints_what_click_prints_at_that_width():
+    """`mlctl --help` is answered from docgen's renderings without click, at the widths it has them for
+    (piped: 80 columns; a terminal of 100 or more); any other width takes the full path. Both print the same."""
+    import os
+
+    for columns, fast_expected in (("80", True), ("132", True), ("100", True), ("64", False)):
+        env = {**os.environ, "COLUMNS": columns}
+        fast = subprocess.run([sys.executable, "-c", FAST_PROBE, "--help"], capture_output=True, text=True,
+                              timeout=60, env=env)
+        full = subprocess.run([sys.executable, "-c", "from mlctl.main import run; import sys; sys.exit(run(['--help']))"],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert full.returncode == 0 and "Usage: mlctl" in full.stdout
+        assert fast.stdout == full.stdout, columns
+        assert fast.stderr.split() == ["0", "False" if fast_expected else "True"], (columns, fast.stderr)

@@ -511,3 +511,21 @@ def test_dry_runs_never_delete(dry_run):
     sync_cluster(api, directory(extra_users=["eve"]), settings(), SyncOptions())
     sync_cluster(api, directory(), settings(), SyncOptions(prune=True, dry_run=dry_run))
     assert ("Namespace", "", "u-eve") in api.objects
+
+
+def test_uncovered_paths_agree_with_the_pairwise_definition():
+    import random
+
+    from mlctl.admin.diff import _uncovered
+
+    def covered(p, others):  # equals, is inside, or contains one of others
+        return any(p[:len(o)] == o or o[:len(p)] == p for o in others)
+
+    rng = random.Random(7)
+    names = ["metadata", "labels", "spec", "hard", "a", "b"]
+    for _ in range(300):
+        def path():
+            return tuple(rng.choice(names) for _ in range(rng.randint(1, 4)))
+
+        paths, others = {path() for _ in range(6)}, {path() for _ in range(5)}
+        assert sorted(_uncovered(paths, others)) == sorted(p for p in paths if not covered(p, others))

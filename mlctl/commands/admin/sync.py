@@ -39,6 +39,23 @@ def admin_credentials(f, opts: Options) -> tuple[str, str]:
     return client_id, secret
 
 
+def background(fn):
+    """fn() started in a daemon thread (Ctrl-C is not held up by it); its Future."""
+    import threading
+    from concurrent.futures import Future
+
+    future: Future = Future()
+
+    def target():
+        try:
+            future.set_result(fn())
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits for the result
+            future.set_exception(e)
+
+    threading.Thread(target=target, name="keycloak-directory", daemon=True).start()
+    return future
+
+
 def run(f, opts: Options) -> int:
     from mlctl.admin import keycloak_admin
     from mlctl.admin.lease import KubeLeaseStore, LeaseLock
@@ -54,8 +71,6 @@ def run(f, opts: Options) -> int:
     client_id, secret = admin_credentials(f, opts)
     apis = {c["name"]: kube_api(f, c["name"], opts.kubeconfig, opts.context_template)
             for c in clusters}
-    directory, kc_requests = keycloak_admin.load(f, client_id, secret)
-    f.io.note(f"keycloak: {len(directory.users)} users, {len(directory.groups)} groups")
     sync_opts = SyncOptions(dry_run=opts.dry_run, prune=opts.prune, force=opts.force,
                             concurrency=opts.concurrency, lock_timeout=opts.lock_timeout)
     lock = None
@@ -67,8 +82,21 @@ def run(f, opts: Options) -> int:
             lock.acquire(opts.lock_timeout)
         lock.start_renewing()
     try:
+        # Keycloak's directory is read while the clusters are listed; the diff needs both.
+        loading = background(lambda: keycloak_admin.load(f, client_id, secret))
+
+        noted = []
+
+        def directory():
+            d, _ = loading.result()
+            if not noted:
+                noted.append(True)
+                f.io.note(f"keycloak: {len(d.users)} users, {len(d.groups)} groups")
+            return d
+
         summary = run_sync(apis, directory, settings_for, sync_opts, lock=lock,
-                           io=f.io if f.config.get("verbose") else None, directory_requests=kc_requests)
+                           io=f.io if f.config.get("verbose") else None)
+        summary.keycloak_requests = loading.result()[1]
     finally:
         if lock is not None:
             lock.release()
