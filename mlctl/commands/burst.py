@@ -49,7 +49,6 @@ def _consider(f, text: str, filename: str, opts: Options, cluster: dict, t, expl
     from mlctl.errors import Forbidden, MlctlError, NotFound, QuotaExceeded, UsageError
     from mlctl.jobs.check import check_fit
     from mlctl.jobs.spec import load_spec
-    from mlctl.policy import require
 
     name = cluster["name"]
     spec = load_spec(text, filename, opts.sets, cluster=name)
@@ -58,11 +57,8 @@ def _consider(f, text: str, filename: str, opts: Options, cluster: dict, t, expl
         problem = _cost_problem(spec, cluster, opts.max_cost)
         if problem:
             raise QuotaExceeded(problem, hint="raise --max-cost, or choose a cheaper cluster")
-        decision = require(preflight.ask_policy(f, spec, cluster, t.user, "burst"))
         jobs = jobs_for(f, t.__class__(cluster, t.namespace, t.user))
-        preflight.check_quota(jobs, spec, cluster)
-        preflight.check_pvcs(jobs.kube, spec, t.namespace, name)
-        fit = preflight.fit_now(f, spec, cluster)
+        decision, fit = preflight.run_checks(f, spec, cluster, t, jobs, "burst")
         if fit.ok is False and not explicit:
             raise QuotaExceeded(fit.why)
     except (Forbidden, QuotaExceeded, NotFound, UsageError) as e:

@@ -92,21 +92,26 @@ RECREATED_AFTER_SECONDS = 1
 
 
 def restarts(job: dict, pods: list[dict]) -> dict:
-    """How the job coped with lost pods: {"recreated": names of pods created again (the operator creates every
-    replica in one pass, so a pod younger than the first by more than RECREATED_AFTER_SECONDS replaced a lost
-    or retried one; events are no record: the event recorder drops and combines them), "restarting": the
-    operator's last Restarting message or None}."""
+    """How the job coped with lost pods: {"recreated": names of pods created again, "restarting": the
+    operator's last Restarting message or None}.
+
+    The operator creates every replica in one pass, which on a busy API server takes several seconds; a pod
+    that replaces a lost or retried one comes later. So the first pass is the run of creation times with no gap
+    of more than RECREATED_AFTER_SECONDS between one and the next (times have one-second resolution), and
+    every pod after the first such gap was created again (a first pass slower than a pod a second, with pods
+    lost from its middle, would be misread). Events are no record: the event recorder drops and combines
+    them."""
     import datetime as dt
 
     def created(pod: dict) -> dt.datetime:
         return dt.datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
 
-    stamped = [p for p in pods if (p.get("metadata") or {}).get("creationTimestamp")]
+    stamped = sorted((p for p in pods if (p.get("metadata") or {}).get("creationTimestamp")), key=created)
     recreated: list[str] = []
-    if stamped:
-        first = min(created(p) for p in stamped)
-        recreated = sorted(p["metadata"]["name"] for p in stamped
-                           if (created(p) - first).total_seconds() > RECREATED_AFTER_SECONDS)
+    for before, pod in zip(stamped, stamped[1:], strict=False):
+        if (created(pod) - created(before)).total_seconds() > RECREATED_AFTER_SECONDS:
+            recreated = sorted(p["metadata"]["name"] for p in stamped if created(p) >= created(pod))
+            break
     restarting = None
     for c in (job.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Restarting":

@@ -94,6 +94,29 @@ def fit_now(f, spec, cluster: dict) -> Fit:
                                       f"({room.free_gpus} GPUs free)")
 
 
+def run_checks(f, spec, cluster: dict, t, jobs, command: str, *, skip: bool = False):
+    """Steps 2 and 3 at once, since none of them writes anything: the policy's answer, the quota, the PVCs
+    and the free capacity are read in parallel, then judged in the order above (a deny wins over a quota
+    that is exceeded). (decision or None, Fit or None); skip leaves out all but the quota (the bench)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlctl.policy import require
+
+    if skip:
+        check_quota(jobs, spec, cluster)
+        return None, None
+    f.opa(), f.kube(cluster["name"])  # built once, before the threads share them
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="preflight") as pool:
+        policy = pool.submit(ask_policy, f, spec, cluster, t.user, command)
+        quota = pool.submit(check_quota, jobs, spec, cluster)
+        pvcs = pool.submit(check_pvcs, jobs.kube, spec, t.namespace, cluster["name"])
+        fit = pool.submit(fit_now, f, spec, cluster)
+        decision = require(policy.result())
+        quota.result()
+        pvcs.result()
+        return decision, fit.result()
+
+
 def skip_checks(f, check: bool) -> bool:
     return check and f.env.get(SKIP_ENV) == "1"
 

@@ -28,7 +28,6 @@ def run(f, opts: Options) -> None:
     from mlctl.jobs.render import render
     from mlctl.jobs.spec import load_spec
     from mlctl.output import to_yaml
-    from mlctl.policy import require
     from mlctl.storage.layout import new_run_id
 
     text, filename = read_spec_text(opts.spec)
@@ -45,16 +44,13 @@ def run(f, opts: Options) -> None:
             f.io.stdout.write("---\n" + to_yaml(obj))
         return
     t = target(f, cluster["name"])
-    skip = preflight.skip_checks(f, opts.check)
-    # The policy before anything else touches the cluster: a deny is exit 5, no answer exit 7.
-    decision = None if skip else require(preflight.ask_policy(f, spec, cluster, t.user, "train"))
     jobs = jobs_for(f, t)
-    preflight.check_quota(jobs, spec, cluster)
-    if not skip:
-        preflight.check_pvcs(jobs.kube, spec, t.namespace, cluster["name"])
-        fit = preflight.fit_now(f, spec, cluster)
-        if fit.ok is False:
-            f.io.warn(f"{spec.name} will wait on {cluster['name']}: {fit.why}")
+    # The policy, quota, PVCs and free room, read at once; nothing is created before the policy allowed it
+    # (a deny is exit 5, no answer exit 7).
+    decision, fit = preflight.run_checks(f, spec, cluster, t, jobs, "train",
+                                         skip=preflight.skip_checks(f, opts.check))
+    if fit is not None and fit.ok is False:
+        f.io.warn(f"{spec.name} will wait on {cluster['name']}: {fit.why}")
     if opts.check:
         f.io.note(f"{spec.name} fits cluster {cluster['name']} and the quota of namespace {t.namespace}")
         return
