@@ -306,8 +306,8 @@ class Downloader(_Transfers):
             except (OSError, ValueError):
                 recorded = None
         st.plan = resume_plan(recorded, part_size, item.size, item.etag, chunk)
-        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if st.plan.fresh else 0)
-        st.fd = os.open(st.part, flags, 0o644)
+        if st.plan.fresh:  # the part file exists from here on, empty; it is opened by the first chunk's task
+            os.close(os.open(st.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
         if not st.plan.fresh:
             self.resumed.append(item.name)
         elif item.size >= RESUME_MIN:
@@ -315,7 +315,6 @@ class Downloader(_Transfers):
         else:
             st.meta.unlink(missing_ok=True)
         if len(st.ranges) == 1:
-            os.ftruncate(st.fd, st.plan.offset)
             st.md5 = hashlib.md5(usedforsecurity=False) if st.plan.offset == 0 else None
         already = st.plan.offset + sum(st.ranges[i][1] - st.ranges[i][0] for i in st.plan.done)
         self.progress.start_file(item.name, item.size)
@@ -330,12 +329,25 @@ class Downloader(_Transfers):
         tmp.write_text(json.dumps(doc))
         tmp.replace(st.meta)
 
+    @staticmethod
+    def _open(st: _State) -> int:
+        """The part file's descriptor, opened by the first task that writes to it (a thousand small files do
+        not hold a thousand descriptors while they wait their turn)."""
+        with st.lock:
+            if st.fd < 0:
+                st.fd = os.open(st.part, os.O_RDWR | os.O_CREAT, 0o644)
+                if len(st.ranges) == 1:
+                    os.ftruncate(st.fd, st.plan.offset)  # a single-range resume continues from the offset
+            return st.fd
+
     def _chunk(self, st: _State, index: int) -> None:
         start, end = st.ranges[index]
         if len(st.ranges) == 1:
             start = st.plan.offset
         pos = [start]
         item = st.item
+
+        fd = self._open(st)
 
         def attempt() -> None:
             if pos[0] >= end:
@@ -354,7 +366,7 @@ class Downloader(_Transfers):
                         from botocore.exceptions import IncompleteReadError
 
                         raise IncompleteReadError(actual_bytes=pos[0] - start, expected_bytes=end - start)
-                    os.pwrite(st.fd, data, pos[0])
+                    os.pwrite(fd, data, pos[0])
                     if st.md5 is not None:
                         st.md5.update(data)
                     pos[0] += len(data)
@@ -376,8 +388,10 @@ class Downloader(_Transfers):
         if self.cancel.is_set():
             raise Cancelled
         item = st.item
-        os.close(st.fd)
-        st.fd = -1
+        with st.lock:
+            if st.fd >= 0:
+                os.close(st.fd)
+                st.fd = -1
         actual = st.part.stat().st_size
         problem = None
         if actual != item.size:
