@@ -10,6 +10,7 @@ events record.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -105,8 +106,11 @@ def test_real_load_scales_model_servers_up_and_back_down(sandbox, namespace, tra
     kube.create(hpa(ns))
     [first] = sandbox.wait_for(lambda: ready_pods(sandbox, ns), 180, "the model server to be ready")
 
-    # the metrics API reports the real process's CPU (non-zero: at least kwok's 1m floor, measured from /proc)
-    idle = sandbox.wait_for(lambda: pod_cpu(sandbox, ns, first), 90, f"metrics of pod {first}")
+    # the metrics API reports the real process's CPU, measured from /proc; once the model is loaded and no
+    # request comes, it settles below the HPA's target (loading the model takes a good share of a core)
+    below = CPU_REQUEST_MILLI * TARGET_PERCENT / 100 * 0.9
+    idle = sandbox.wait_for(lambda: (c := pod_cpu(sandbox, ns, first)) is not None and c < below and c, 120,
+                            f"pod {first}'s CPU in the metrics API to settle below {below:.0f}m")
     assert idle > 0
     top = sandbox.kubectl("top", "pod", "-n", ns, "--no-headers").stdout
     assert first in top, top
@@ -124,27 +128,34 @@ def test_real_load_scales_model_servers_up_and_back_down(sandbox, namespace, tra
             answers.append(status)
 
     threads = [threading.Thread(target=load, daemon=True) for _ in range(8)]
+    load_started = time.monotonic()
     for t in threads:
         t.start()
     try:
         # under load the pod's measured CPU rises well above its idle figure and above the HPA's target
-        busy_floor = max(2 * idle, CPU_REQUEST_MILLI * TARGET_PERCENT / 100 * 1.2)
+        busy_floor = CPU_REQUEST_MILLI * TARGET_PERCENT / 100 * 1.2
         busy = sandbox.wait_for(lambda: (c := pod_cpu(sandbox, ns, first)) and c > busy_floor and c, 120,
                                 f"pod {first}'s CPU to rise above {busy_floor:.0f}m under load")
         sandbox.wait_for(lambda: kube.get("Deployment", "gen", ns)["spec"]["replicas"] >= 2, 180,
                          "the HPA to scale the deployment to 2 or more replicas")
+        scaled_up = time.monotonic()
         assert any("above target" in m for m in sandbox.wait_for(lambda: rescales(sandbox, ns), 30,
                                                                  "the HPA's scale-up event"))
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=90)
+        load_ended = time.monotonic()
     assert 200 in answers, answers[:20]
 
     sandbox.wait_for(lambda: kube.get("Deployment", "gen", ns)["spec"]["replicas"] == 1, 240,
                      "the HPA to scale back to 1 replica after the load")
     messages = sandbox.wait_for(lambda: (m := rescales(sandbox, ns)) and any("below target" in x for x in m) and m,
                                 30, "the HPA's scale-down event")
+    # figures for docs/metrics.md (printed, never asserted: the machine is shared)
+    print(f"\nidle {idle:.0f}m, busy {busy:.0f}m, {len(answers)} requests; load start -> >= 2 replicas "
+          f"{scaled_up - load_started:.0f} s; load end -> 1 replica {time.monotonic() - load_ended:.0f} s")
+    print("\n".join(messages))
     ups = [m for m in messages if "above target" in m]
     downs = [m for m in messages if "below target" in m]
     assert ups and downs, messages
