@@ -68,7 +68,7 @@ BINARIES: dict[str, Binary] = {
     "opa": Binary("opa", "github.com/open-policy-agent/opa", {"opa": "github.com/open-policy-agent/opa"}),
     "metrics-server": Binary("metrics-server", "sigs.k8s.io/metrics-server",
                              {"metrics-server": "sigs.k8s.io/metrics-server/cmd/metrics-server"},
-                             ldflags=("-X k8s.io/component-base/version.gitVersion={v}",)),
+                             ldflags=("-X k8s.io/client-go/pkg/version.gitVersion={v}",)),
 }
 
 
