@@ -157,3 +157,37 @@ def test_aggregation_flags_only_on_local(tmp_path):
     assert "--requestheader-allowed-names=front-proxy-client" in flags
     assert f"--proxy-client-cert-file={tmp_path / 'pki' / 'front-proxy-client.crt'}" in flags
     assert (tmp_path / "pki" / "front-proxy-client.key").exists()
+
+
+def test_the_metrics_api_is_an_apiservice_behind_an_externalname_service(tmp_path, monkeypatch):
+    import base64
+
+    from mlctl.sandbox import pki
+    from mlctl.sandbox.component import Context
+    from mlctl.sandbox.procs import State
+
+    monkeypatch.setattr(metrics, "resource_usage_crd", lambda: {"kind": "CustomResourceDefinition"})
+    ctx = Context(tmp_path, [])
+    pki.ensure_ca(ctx.pki)
+    comp = metrics.Metrics()
+    assert comp.manifests(ctx, "gcp") == [{"kind": "CustomResourceDefinition"}]
+    crd, service, api, role = comp.manifests(ctx, "local")
+    assert service["spec"] == {"type": "ExternalName", "externalName": "127.0.0.1"}
+    assert (service["metadata"]["namespace"], service["metadata"]["name"]) == ("kube-system", "metrics-server")
+    port = State.load(tmp_path).data["ports"][metrics.SERVER_PROCESS]
+    assert api["metadata"]["name"] == "v1beta1.metrics.k8s.io"
+    assert api["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system", "port": port}
+    assert base64.b64decode(api["spec"]["caBundle"]) == (ctx.pki / "ca.crt").read_bytes()
+    assert role["rules"][0]["apiGroups"] == ["metrics.k8s.io"]
+    # the serving certificate names what the aggregator checks
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((ctx.pki / "metrics-server.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "metrics-server.kube-system.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_every_node_gets_the_path_of_its_own_resource_metrics():
+    assert metrics.node_metrics_path("local-cpu-07") == "/metrics/nodes/local-cpu-07/metrics/resource"
+    text = (Path(metrics.__file__).parent / "assets" / "kwok" / "metrics.yaml").read_text()
+    assert "path: /metrics/nodes/{nodeName}/metrics/resource" in text
