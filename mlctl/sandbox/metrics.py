@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # an API server that restarts: try again next round
             log.warning("listing pods failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
         else:
-            if not ready.exists():
+            if not ready.exists() or ready.read_text() != str(os.getpid()):
                 ready.write_text(str(os.getpid()))
             if set(published) != set(last):
                 log.info("real pods measured: %s", ", ".join(
@@ -367,13 +367,13 @@ class Metrics(Component):
         code = [Path(__file__), Path(api.__file__)]  # an upgraded mlctl restarts it
         feeder_argv = [sys.executable, "-m", "mlctl.sandbox.metrics", f"--config={path}"]
         feeder = state.ensure(FEEDER_PROCESS, feeder_argv, files=[path, ctx.kubeconfig, *code], cwd=home)
-        if feeder != "kept":
-            ready_file.unlink(missing_ok=True)
         wait_until(lambda: answers(port, "/readyz", ca_file=ctx.pki / "ca.crt"), 60,
                    f"metrics-server on port {port}", state, SERVER_PROCESS)
         wait_until(lambda: _available(kube), 60, f"APIService {API_SERVICE} to be available", state,
                    SERVER_PROCESS)
-        wait_until(lambda: ready_file.exists() and state.is_running(FEEDER_PROCESS), 30,
+        # the feeder writes its pid there after its first round (listing the pods worked)
+        wait_until(lambda: state.is_running(FEEDER_PROCESS) and ready_file.exists()
+                   and ready_file.read_text() == str(state.data["processes"][FEEDER_PROCESS]["pid"]), 30,
                    "the pod usage feeder", state, FEEDER_PROCESS)
         return {"port": port, "action": action, "feeder": feeder, "resolution": RESOLUTION_SECONDS,
                 "feedInterval": FEED_SECONDS}
