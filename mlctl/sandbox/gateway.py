@@ -104,11 +104,12 @@ class Verifier:
         self.keys = None
         self.fetched = 0.0
         self.lock = threading.Lock()
+        self._discovery: dict | None = None
 
     def discovery(self) -> dict:
         """The issuer's OpenID configuration (fetched once)."""
         with self.lock:
-            if getattr(self, "_discovery", None) is None:
+            if self._discovery is None:
                 with urllib.request.urlopen(f"{self.issuer}/.well-known/openid-configuration", timeout=5,
                                             context=self.ctx) as resp:
                     self._discovery = json.load(resp)
@@ -540,7 +541,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 answer += chunk
             self.wfile.write(answer)
             self.wfile.flush()
-            if answer.split(b" ", 2)[1:2] != [b"101"]:
+            status = answer.split(b" ", 2)[1:2]
+            log.info('%s "%s %s" websocket %s', self.address_string(), self.command, redact(path),
+                     (status or [b"?"])[0].decode("latin-1"))
+            if status != [b"101"]:
                 return
             client = self.connection
             client.settimeout(None)
@@ -749,7 +753,9 @@ class Gateway(Component):
         text = json.dumps(cfg, indent=2, sort_keys=True)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-        argv = [sys.executable, "-m", "mlctl.sandbox.gateway", f"--config={path}"]
+        from mlctl.sandbox.pods import interpreter
+
+        argv = [interpreter(), "-m", "mlctl.sandbox.gateway", f"--config={path}"]
         from mlctl.kube import api
 
         code = [Path(__file__), Path(api.__file__)]  # an upgraded mlctl restarts it

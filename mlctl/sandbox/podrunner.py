@@ -504,14 +504,15 @@ class Runner:
         return {**{k: str(v).encode() for k, v in (obj.get("data") or {}).items()},
                 **{k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()}}
 
-    def _mount(self, pod: Pod, mounts: list[Mount]) -> list[str]:
+    def _mount(self, pod: Pod, mounts: list[Mount]) -> tuple[list[str], list[str]]:
         """Lay out the pod root: each mountPath a symlink to the volume's directory (or its subPath).
-        Returns the real paths to make read-only for the process."""
+        Returns the real paths to make read-only for the process, and the hostPath mounts left out because
+        this machine does not have the path."""
         import shutil
 
         root = pod.dir / "root"
         root.mkdir(parents=True, exist_ok=True)
-        read_only = []
+        read_only, missing = [], []
         for m in mounts:
             if m.kind == "persistentVolumeClaim":
                 claim = m.source.get("claimName") or ""
@@ -528,11 +529,10 @@ class Runner:
                 source.mkdir(parents=True, exist_ok=True)
             elif m.kind == "hostPath":  # a site's shared file system (data mounts): this machine's path
                 source = Path(os.path.normpath(m.source.get("path") or "/"))
-                kind = m.source.get("type") or ""
                 if not source.exists():
-                    if kind not in ("", "DirectoryOrCreate"):
-                        raise MountError(f"hostPath {source} does not exist (type {kind})")
-                    source.mkdir(parents=True, exist_ok=True)
+                    # the sandbox creates nothing outside its state dir: the mount is left out
+                    missing.append(f"{m.volume} (hostPath {source}) at {m.path}")
+                    continue
             else:
                 kind = "Secret" if m.kind == "secret" else "ConfigMap"
                 name = m.source.get("secretName") if m.kind == "secret" else m.source.get("name")
@@ -567,7 +567,7 @@ class Runner:
                 pod.links.append(link)
             if m.read_only:
                 read_only.append(str(target.resolve()))
-        return read_only
+        return read_only, missing
 
     def _unmount(self, pod: Pod) -> None:
         """After the pod: mount points made inside other volumes go, and so do the pod's own volumes
@@ -693,7 +693,7 @@ class Runner:
         status.update(podIP=pod.ip, podIPs=[{"ip": pod.ip}], hostIP=HOST_IP)
         try:
             mounts, skipped = plan_mounts(pod.obj, pod.container)
-            read_only = self._mount(pod, mounts)
+            read_only, missing = self._mount(pod, mounts)
             env = pod_env({**pod.obj, "status": status}, pod.container, self._read(pod.cluster), base)
         except ConfigError as e:
             if pod.waiting_reason != e.reason:
@@ -705,6 +705,10 @@ class Runner:
             return
         if skipped and not pod.restarts:
             log.info("%s: volumes left out (not supported by the sandbox): %s", pod.ref, ", ".join(skipped))
+        if missing and not pod.restarts:
+            message = f"left out, not on this machine: {', '.join(missing)}"
+            log.info("%s: %s", pod.ref, message)
+            self._event(pod, "HostPathMissing", message, "Warning")
         paths, root = [m.path for m in mounts], str(pod.dir / "root")
         env = {k: rewrite(v, paths, root) for k, v in env.items()}
         working_dir = pod.container.get("workingDir")

@@ -76,6 +76,23 @@ def logs_crd() -> dict:
         raise SandboxError(f"kwok's Logs CRD is not at {path}: {e}") from e
 
 
+def interpreter() -> str:
+    """The Python that runs mlctl, named the same way whichever of its names started it (`python`,
+    `python3`, ...): a sandbox process started once by the mlctl command and once from pytest must not look
+    like a changed command line, which would restart it."""
+    import sys
+
+    stable = Path(sys.prefix) / "bin" / "python"
+    return str(stable) if stable.is_file() and os.access(stable, os.X_OK) else sys.executable
+
+
+def _ready_pid(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:  # a runner starting over removes it
+        return None
+
+
 def mlctl_site() -> list[str]:
     """The directory holding the installed mlctl package, then the site-packages of the Python running it:
     what an image's python appends to sys.path to import mlctl (the image does not pin mlctl's version)."""
@@ -95,7 +112,6 @@ def tools_dir(ctx: Context) -> Path:
     """A bin/ that real pods have on PATH: `mlctl` (the installed one, run by the Python that runs the
     sandbox) and the sandbox's `kubectl` from the build cache."""
     import shlex
-    import sys
 
     from mlctl.sandbox import core
 
@@ -103,7 +119,7 @@ def tools_dir(ctx: Context) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     script = home / "mlctl"
     text = ("#!/bin/sh\n# the mlctl that runs the sandbox\n"
-            f"exec {shlex.quote(sys.executable)} -c 'import sys; from mlctl.main import main; main()' \"$@\"\n")
+            f"exec {shlex.quote(interpreter())} -c 'import sys; from mlctl.main import main; main()' \"$@\"\n")
     if not script.exists() or script.read_text() != text:
         script.write_text(text)
         script.chmod(0o755)
@@ -153,8 +169,6 @@ class PodRunner(Component):
         return [logs_crd()]
 
     def start(self, ctx: Context) -> dict:
-        import sys
-
         home = ctx.dir(PROCESS)
         cfg = config(ctx)
         path = home / "config.json"
@@ -164,7 +178,7 @@ class PodRunner(Component):
         for cluster in cfg["clusters"]:
             wait_until(lambda c=cluster: _established(ctx.kube(c)), 30, f"kwok's Logs CRD in cluster {cluster}")
         state = ctx.state
-        argv = [sys.executable, "-m", "mlctl.sandbox.podrunner", f"--config={path}"]
+        argv = [interpreter(), "-m", "mlctl.sandbox.podrunner", f"--config={path}"]
         # its own code is part of its configuration: an upgraded mlctl restarts it
         from mlctl.kube import api
         from mlctl.sandbox import podrunner
@@ -172,8 +186,8 @@ class PodRunner(Component):
         code = [Path(podrunner.__file__), Path(api.__file__)]
         action = state.ensure(PROCESS, argv, files=[path, ctx.kubeconfig, *code], cwd=home)
         ready = home / "ready"
-        wait_until(lambda: ready.exists() and state.is_running(PROCESS) and
-                   ready.read_text().strip() == str(state.data["processes"][PROCESS]["pid"]),
+        wait_until(lambda: state.is_running(PROCESS) and
+                   _ready_pid(ready) == str(state.data["processes"][PROCESS]["pid"]),
                    60, "the pod runner to watch both clusters", state, PROCESS)
         proc = state.data["processes"][PROCESS]
         return {"pid": proc["pid"], "log": proc["log"], "action": action, "maxPods": cfg["maxPods"],

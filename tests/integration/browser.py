@@ -172,7 +172,9 @@ class Browser:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise BrowserError(f"timed out waiting for {what} (at {self.evaluate('location.href')})")
+                from mlctl.sandbox.gateway import redact  # a login's code and state are credentials
+
+                raise BrowserError(f"timed out waiting for {what} (at {redact(self.evaluate('location.href') or '')})")
             time.sleep(0.25)
 
     # ---- pages -------------------------------------------------------------------------------------------
