@@ -12,7 +12,8 @@ the browser endpoint, with a flat session attached to one tab.
 
 `open` follows the page to Keycloak's login form when it is sent there, fills in the user's name and
 password (never logged or returned), submits it, and waits until the page is back on the URL it was asked
-for and `ready` (a JavaScript expression) is truthy.
+for, `ready` (a JavaScript expression) is truthy and the page has stopped changing (its text and number
+of elements steady for 1.5 s), then takes the screenshot.
 """
 
 from __future__ import annotations
@@ -209,14 +210,29 @@ class Browser:
                 break
             time.sleep(0.25)
         self._wait(f"the page to be ready ({ready})", lambda: self.evaluate(f"!!({ready})"))
-        # two animation frames: what the DOM holds now is painted before the screenshot
-        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
+        self._settle()
         shot = self.workdir / (screenshot or f"page-{next(self.shots)}.png")
         data = self.call("Page.captureScreenshot", {"format": "png"}, session=True)["data"]
         shot.write_bytes(base64.b64decode(data))
         return Page(url=self.evaluate("location.href"), title=self.evaluate("document.title") or "",
                     text=self.evaluate("document.body ? document.body.innerText : ''") or "",
                     screenshot=shot, logged_in=logged_in)
+
+    def _settle(self, quiet: float = 1.5, longest: float = 30.0) -> None:
+        """Wait until the page stops changing — its visible text and element count the same for `quiet`
+        seconds (an application such as JupyterLab keeps rendering after its first elements appear; at
+        most `longest` seconds) — and two animation frames, so what the DOM holds is painted."""
+        probe = "JSON.stringify([document.body ? document.body.innerText : '', document.getElementsByTagName('*').length])"
+        last, since = None, time.monotonic()
+        deadline = since + longest
+        while time.monotonic() < deadline:
+            now = self.evaluate(probe)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+            time.sleep(0.25)
+        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
 
     def _submit_login(self, username: str, password: str) -> None:
         user, secret = json.dumps(username), json.dumps(password)
