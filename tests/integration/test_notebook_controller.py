@@ -246,3 +246,24 @@ def test_owners_roles_aggregate_the_notebook_rules(sandbox, alice):
                                   ("get", "statefulsets", "apps"), ("list", "pods", ""), ("list", "events", "")):
         assert can(verb, resource, NAMESPACE, group), (verb, resource)
         assert not can(verb, resource, "u-bob", group), (verb, resource)
+
+
+def test_the_controller_picks_up_what_changed_while_it_was_down(sandbox, alice):
+    """The controller is a sandbox process like any other: stopped, the next `up` starts it again, and it
+    reconciles the Notebooks made meanwhile from its first list."""
+    from mlctl.sandbox import notebooks, runner
+
+    name = f"nb{uuid.uuid4().hex[:6]}"
+    state = sandbox.state
+    try:
+        assert state.stop(notebooks.PROCESS)
+        assert not sandbox.state.is_running(notebooks.PROCESS)
+        alice.create(notebook(name, SIMULATED))
+        runner.up(sandbox.root, only=[notebooks.NotebookController()])
+        assert sandbox.state.is_running(notebooks.PROCESS)
+        sandbox.wait_for(lambda: ready(alice, name), 90, f"notebook {name} made while the controller was down")
+        assert alice.find("Service", name, NAMESPACE) is not None
+    finally:
+        cleanup(alice, name, None)
+        if not sandbox.state.is_running(notebooks.PROCESS):
+            runner.up(sandbox.root, only=[notebooks.NotebookController()])
