@@ -80,7 +80,8 @@ def statefulset(nb: dict) -> dict:
     containers = spec.get("containers") or []
     if containers:
         first = containers[0]
-        first.setdefault("workingDir", DEFAULT_WORKING_DIR)
+        if not first.get("workingDir"):
+            first["workingDir"] = DEFAULT_WORKING_DIR
         if first.get("ports") is None:
             first["ports"] = [{"containerPort": CONTAINER_PORT, "name": "notebook-port", "protocol": "TCP"}]
         env = [e for e in first.get("env") or [] if e.get("name") != PREFIX_ENV]
