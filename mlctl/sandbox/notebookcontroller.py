@@ -188,7 +188,7 @@ class Controller:
         kube = self.kubes[cluster]
         for what, desired, cache in (("sts", nbs.statefulset(nb), self.sets), ("svc", nbs.service(nb), self.services)):
             fp = nbs.fingerprint(desired)
-            if self.applied.get((what, *key)) != fp or key not in cache:
+            if self.applied.get((what, *key)) != fp or nbs.drifted(desired, cache.get(key)):
                 kind = desired["kind"]
                 log.info("applying %s %s/%s on %s", kind.lower(), namespace, name, cluster)
                 cache[key] = kube.apply(desired, nbs.FIELD_MANAGER, force=True)

@@ -115,6 +115,22 @@ def service(nb: dict) -> dict:
     }
 
 
+def drifted(desired: dict, live: dict | None) -> bool:
+    """Whether someone changed what the controller owns in the live StatefulSet (replicas) or Service
+    (selector; ports' name, port, targetPort) — put back, as upstream's update does. Other fields are compared
+    through the fingerprint of what was last applied (the API server's defaults make a live comparison noisy)."""
+    if live is None:
+        return True
+    want, have = desired.get("spec") or {}, live.get("spec") or {}
+    if desired["kind"] == "StatefulSet":
+        return have.get("replicas") != want.get("replicas")
+
+    def ports(spec: dict) -> list:
+        return [(p.get("name"), p.get("port"), p.get("targetPort")) for p in spec.get("ports") or []]
+
+    return have.get("selector") != want.get("selector") or ports(have) != ports(want)
+
+
 def fingerprint(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 

@@ -170,7 +170,7 @@ def test_a_notebook_runs_as_a_statefulset_and_service_and_stops_and_starts(sandb
         cleanup(alice, name, claim)
 
 
-def test_a_deleted_service_is_made_again(sandbox, alice):
+def test_a_deleted_service_is_made_again_and_replicas_put_back(sandbox, alice):
     name = f"nb{uuid.uuid4().hex[:6]}"
     try:
         alice.create(notebook(name, SIMULATED))
@@ -179,6 +179,10 @@ def test_a_deleted_service_is_made_again(sandbox, alice):
         again = sandbox.wait_for(lambda: (s := alice.find("Service", name, NAMESPACE)) and
                                  s["metadata"]["uid"] != first["metadata"]["uid"] and s, 60, f"service {name} again")
         assert again["spec"]["ports"][0]["port"] == 80
+        # replicas changed behind the Notebook's back are put back
+        sandbox.kube().patch("StatefulSet", name, {"spec": {"replicas": 3}}, NAMESPACE)
+        sandbox.wait_for(lambda: alice.get("StatefulSet", name, NAMESPACE)["spec"]["replicas"] == 1, 30,
+                         "the statefulset's replicas put back")
     finally:
         cleanup(alice, name, None)
 

@@ -72,6 +72,21 @@ def test_service_defaults_to_the_notebook_port():
                            "ports": [{"name": "http-nb1", "port": 80, "targetPort": 8888, "protocol": "TCP"}]}
 
 
+def test_what_someone_else_changed_is_put_back():
+    nb = notebook()
+    sts, svc = nbs.statefulset(nb), nbs.service(nb)
+    assert nbs.drifted(sts, None) and nbs.drifted(svc, None)
+    live = {"spec": {**sts["spec"], "replicas": 1, "podManagementPolicy": "OrderedReady"}}
+    assert not nbs.drifted(sts, live)
+    assert nbs.drifted(sts, {"spec": {**live["spec"], "replicas": 3}})
+    live_svc = {"spec": {**svc["spec"], "clusterIP": "10.96.0.12",
+                         "ports": [{**svc["spec"]["ports"][0], "protocol": "TCP"}]}}
+    assert not nbs.drifted(svc, live_svc)
+    assert nbs.drifted(svc, {"spec": {**live_svc["spec"], "ports": [{"name": "http-nb1", "port": 8080,
+                                                                      "targetPort": 8888}]}})
+    assert nbs.drifted(svc, {"spec": {**live_svc["spec"], "selector": {"app": "other"}}})
+
+
 def pod(*, state=None, name="nb1", conditions=None):
     return {"status": {"phase": "Running",
                        "containerStatuses": [{"name": name, "state": state or {"running": {"startedAt": NOW}}}],
