@@ -114,7 +114,8 @@ def showers_pvc(sandbox, people):
 
 
 def release(kube, kind: str, name: str, namespace: str | None) -> None:
-    """Delete a PVC or PV now: the sandbox runs no pvc-protection controller to clear its finalizer."""
+    """Delete a PVC or PV now, without waiting for the protection controllers to clear its finalizer (a pod of
+    a job may still be going away)."""
     try:
         kube.patch(kind, name, {"metadata": {"finalizers": None}}, namespace)
         kube.delete(kind, name, namespace)
