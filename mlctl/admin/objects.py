@@ -168,6 +168,7 @@ def user_cluster_role() -> dict:
         "rules": [
             _rule([""], ["pods", "services", "configmaps", "secrets", "persistentvolumeclaims"], ALL_VERBS),
             _rule([""], ["pods/log", "events", "pods/status"], READ),
+            _rule(["apps"], ["statefulsets"], READ),  # what a Notebook runs as
             _rule(["events.k8s.io"], ["events"], READ),
             _rule(["kubeflow.org"], ["tfjobs", "pytorchjobs", "notebooks"], ALL_VERBS),
             _rule(["kubeflow.org"], ["tfjobs/status", "pytorchjobs/status", "notebooks/status"], READ),

@@ -48,6 +48,7 @@ _TABLE = (
     Kind("LimitRange", "", "v1", "limitranges"),
     Kind("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"),
     Kind("PersistentVolume", "", "v1", "persistentvolumes", False),
+    Kind("StorageClass", "storage.k8s.io", "v1", "storageclasses", False),
     Kind("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices"),
     Kind("Deployment", "apps", "v1", "deployments"),
     Kind("StatefulSet", "apps", "v1", "statefulsets"),

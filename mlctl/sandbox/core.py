@@ -33,6 +33,8 @@ CONTROLLERS = (
     "disruption-controller",
     # binds PersistentVolumeClaims to PersistentVolumes (a job's data PVC on the burst cluster)
     "persistentvolume-binder-controller",
+    # a claim or volume in use is kept until its last pod is gone, then deleted (a notebook's workspace)
+    "persistentvolume-protection-controller", "persistentvolumeclaim-protection-controller",
 )
 POD_CIDRS = {"local": "10.244.0.1/16", "gcp": "10.245.0.1/16"}
 SERVICE_CIDRS = {"local": "10.96.0.0/16", "gcp": "10.97.0.0/16"}
