@@ -175,16 +175,29 @@ def test_notebook_becomes_a_statefulset_and_a_running_jupyterlab_that_list_shows
     assert logs.code == 0 and "Jupyter" in logs.out, logs.err
 
 
-def test_headless_chromium_renders_jupyterlab_with_alices_login(sandbox, people, notebook, request):
+def test_headless_chromium_renders_jupyterlab_with_alices_login(sandbox, people, notebook, tmp_path):
+    from mlctl.sandbox import kdc, keycloak, procs
+
     try:
         from tests.integration import browser
     except ImportError:
         unavailable("the headless-browser harness (tests/integration/browser.py) is not there")
+    if browser.chromium() is None:
+        unavailable("chromium is not installed (scripts/system-packages.sh)")
     url = as_user(people, "alice", "notebook", "open", notebook).out.strip()
-    artifacts = Path(os.environ.get("MLCTL_TEST_ARTIFACTS") or request.config.rootpath / "artifacts")
-    page = browser.load(url, user="alice", sandbox=sandbox, screenshot=artifacts / f"notebook-{notebook}.png")
+    gateway_url = sandbox.platform["gateway"]["url"]
+    keycloak_url = keycloak.info(procs.State.load(sandbox.root))["url"]
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(base64.b64decode(sandbox.platform["gateway"]["certificateAuthorityData"]))
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    with browser.Browser(artifacts, trust=[gateway_url, keycloak_url], ca_file=ca) as b:
+        page = b.open(url, login=("alice", kdc.USERS["alice"]), screenshot=f"notebook-{notebook}.png",
+                      ready="document.querySelector('#jp-main-dock-panel')")
+    assert page.logged_in and page.url.startswith(url)
     assert "JupyterLab" in page.title, page.title
-    assert Path(page.screenshot).stat().st_size > 0
+    assert page.screenshot.stat().st_size > 10_000
+    print(f"screenshot: {page.screenshot}")
 
 
 def test_bob_is_refused_at_the_url_and_sees_none_of_alices_notebooks(sandbox, people, notebook):
@@ -203,7 +216,7 @@ def test_bob_is_refused_at_the_url_and_sees_none_of_alices_notebooks(sandbox, pe
 
 def test_inside_the_notebook_mlctl_and_kubectl_work_as_alice_without_a_login(sandbox, people, notebook, tmp_path):
     nb_env, cwd = process_environment(pid_of(notebook_pod(sandbox, notebook)))
-    assert nb_env["HOME"] == cwd and "MLCTL_PLATFORM_FILE" in nb_env
+    assert os.path.realpath(nb_env["HOME"]) == cwd and "MLCTL_PLATFORM_FILE" in nb_env
     assert not any(v.startswith(str(Path(people["alice"]["XDG_CONFIG_HOME"]).parent)) for v in nb_env.values())
     r = in_notebook(nb_env, cwd, "whoami", "-o", "json")
     assert r.returncode == 0, r.stderr

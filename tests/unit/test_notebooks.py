@@ -142,3 +142,11 @@ def test_a_seeded_session_is_copied_once_and_not_again_after_logout(tmp_path):
     cache.clear()
     assert cache.session() is None
     assert TokenCache("lab", root=tmp_path / "tokens", env={}).session() is None
+
+
+def test_a_browser_only_on_a_desktop(monkeypatch):
+    from mlctl.commands.notebook import open as open_cmd
+
+    monkeypatch.setattr("sys.platform", "linux")
+    assert not open_cmd.desktop({})
+    assert open_cmd.desktop({"DISPLAY": ":0"}) and open_cmd.desktop({"WAYLAND_DISPLAY": "wayland-0"})

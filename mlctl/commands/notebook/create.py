@@ -43,7 +43,12 @@ def check_quota(kube, req, cluster: dict, namespace: str, claim_exists: bool) ->
     from mlctl.quota import readable_quotas
 
     for quota in readable_quotas(lambda: kube.list("ResourceQuota", namespace, what="reading the namespace quota")):
-        check_fit(N.as_spec(req), cluster, quota)
+        try:
+            check_fit(N.as_spec(req), cluster, quota)
+        except QuotaExceeded as e:
+            raise QuotaExceeded(e.message.replace("the job needs", "the notebook needs"),
+                                hint="ask for fewer GPUs, CPUs or less memory, stop another notebook, or see "
+                                     "`mlctl quota show`") from None
         if not claim_exists:
             problems = N.storage_problems(req, quota)
             if problems:
