@@ -73,7 +73,8 @@ def run(f, opts: Options) -> None:
     try:  # capacity first: it needs no server, so an impossible notebook fails before any login
         check_fit(spec, cluster)
     except QuotaExceeded as e:
-        raise QuotaExceeded(e.message.replace(" per worker", " for the notebook"), hint="ask for fewer GPUs, CPUs or memory, or another --pool") from None
+        raise QuotaExceeded(e.message.replace(" per worker", " for the notebook"),
+                            hint="ask for fewer GPUs, CPUs or memory, or another --pool") from None
     if opts.dry_run == "client":
         t = target(f, user=user_or_placeholder(f))
         objects = [N.redacted(N.config_secret(req.name, req.cluster, t.namespace, t.user, f.platform.doc, {})),

@@ -26,6 +26,10 @@ def run(f, name: str, dry_run: str, wait: bool, timeout: float | None) -> None:
         wait_ready(f, t, nb, timeout)
     if f.output == "name":
         f.io.out(f"notebook/{name}")
+    elif f.output in ("json", "yaml"):
+        from mlctl.output import print_object
+
+        print_object(f.io, nb, f.output)
 
 
 @mlctl_command("start")

@@ -27,6 +27,10 @@ def run(f, name: str, dry_run: str, wait: bool, timeout: float | None) -> None:
         wait_for(f, t, nb, lambda n: N.stopped(n) and not N.ready(n), "stopped", timeout)
     if f.output == "name":
         f.io.out(f"notebook/{name}")
+    elif f.output in ("json", "yaml"):
+        from mlctl.output import print_object
+
+        print_object(f.io, nb, f.output)
 
 
 @mlctl_command("stop")
