@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mlctl and its sandbox need: the MIT KDC and the Kerberos headers gssapi
-# builds against, man for the man-page test, Java and Maven for Keycloak. Called by `make demo`,
-# `make test` and .ci/run. Not root: prints the exact command to run and exits 2.
+# builds against, man for the man-page test, Java and Maven for Keycloak, Chromium for the browser tests
+# (tests/integration/browser.py). Called by `make demo`, `make test` and .ci/run. Not root: prints the
+# exact command to run and exits 2.
 set -euo pipefail
 
 need=()
-for pkg in krb5-kdc krb5-admin-server krb5-user libkrb5-dev man-db groff-base; do
+for pkg in krb5-kdc krb5-admin-server krb5-user libkrb5-dev man-db groff-base chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)

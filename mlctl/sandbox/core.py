@@ -30,11 +30,11 @@ CONTROLLERS = (
     "job-controller", "cronjob-controller", "ttl-after-finished-controller", "pod-garbage-collector-controller",
     "serviceaccount-controller", "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller", "endpoints-controller", "endpointslice-controller",
+    # a claim or volume in use is kept until its last pod is gone, then deleted (a notebook's workspace)
+    "persistentvolume-protection-controller", "persistentvolumeclaim-protection-controller",
     "disruption-controller",
     # binds PersistentVolumeClaims to PersistentVolumes (a job's data PVC on the burst cluster)
     "persistentvolume-binder-controller",
-    # a claim or volume in use is kept until its last pod is gone, then deleted (a notebook's workspace)
-    "persistentvolume-protection-controller", "persistentvolumeclaim-protection-controller",
 )
 POD_CIDRS = {"local": "10.244.0.1/16", "gcp": "10.245.0.1/16"}
 SERVICE_CIDRS = {"local": "10.96.0.0/16", "gcp": "10.97.0.0/16"}

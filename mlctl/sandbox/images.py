@@ -5,7 +5,8 @@ An image is its directory: the program files and a requirements.txt with every p
 built once per content hash (the files, and the Python version the venv is made with) into
 ${MLCTL_CACHE_DIR:-$XDG_CACHE_HOME/mlctl}/images/<name>-<hash>/ (default ~/.cache/mlctl/images/...):
 
-    venv/          python -m venv, then pip install -r requirements.txt
+    venv/          python -m venv, then pip install -r requirements.txt; the image's top-level *.pth files
+                   go into its site-packages (e.g. one that lets the image import the installed mlctl)
     app/           a copy of the image's files, so a run does not depend on the work tree
     .mlctl-image   written last: a directory without it is an unfinished build and is rebuilt
 
@@ -96,6 +97,9 @@ def ensure(name: str, log: Path | None = None) -> Path:
                 _run([sys.executable, "-m", "venv", str(target / "venv")], out, "python -m venv", log)
                 _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
                       "-r", str(folder / "requirements.txt")], out, "pip install -r requirements.txt", log)
+            site = target / "venv" / "lib" / "python{}.{}".format(*sys.version_info[:2]) / "site-packages"
+            for pth in sorted(folder.glob("*.pth")):
+                shutil.copy2(pth, site / pth.name)
             for path in _files(folder):
                 dest = target / "app" / path.relative_to(folder)
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ log = logging.getLogger("notebook-controller")
 
 POLL = 0.2
 RETRY = 2.0
+BACKOFF_MAX = 30.0
 
 
 class Controller:
@@ -55,9 +56,11 @@ class Controller:
         self.sets: dict[tuple, dict] = {}
         self.services: dict[tuple, dict] = {}
         self.pods: dict[tuple, dict] = {}
-        self.pod_notebook: dict[tuple, str] = {}  # kept after the pod is gone: its last events still count
+        # cluster -> (namespace, pod) -> notebook-name; kept after the pod is gone: its last events still count
+        self.pod_notebook: dict[str, dict[tuple[str, str], str]] = {}
         self.applied: dict[tuple, str] = {}  # (what, cluster, ns, name) -> fingerprint last applied
         self.dirty: dict[tuple, float] = {}  # notebook key -> when to reconcile
+        self.failures: dict[tuple, int] = {}  # notebook key -> failed reconciles in a row (back-off)
 
     # ---- watching ----------------------------------------------------------------------------------------
 
@@ -99,16 +102,32 @@ class Controller:
                 if when > now:
                     continue
                 del self.dirty[key]
-                try:
-                    self.reconcile(key)
-                except Exception as e:  # noqa: BLE001 - retried: the API server may be restarting
-                    log.warning("notebook %s/%s on %s: %s; retrying", key[1], key[2], key[0], e)
-                    self.dirty[key] = time.monotonic() + RETRY
+                self._reconcile_once(key)
         for kube in self.kubes.values():
             kube.close()
 
     def _mark(self, key: tuple) -> None:
-        self.dirty.setdefault(key, 0.0)
+        self.dirty[key] = 0.0
+        self.failures.pop(key, None)
+
+    def _reconcile_once(self, key: tuple) -> None:
+        """Reconcile; a refused object (an invalid pod spec) is reported on the Notebook as a Warning event and
+        left until the Notebook changes; anything else (an API server restarting) is retried with back-off."""
+        from mlctl.errors import MlctlError, UsageError
+
+        try:
+            self.reconcile(key)
+        except UsageError as e:
+            log.warning("notebook %s/%s on %s refused: %s", key[1], key[2], key[0], e)
+            nb = self.notebooks.get(key)
+            if nb is not None:
+                with contextlib.suppress(MlctlError):
+                    self.kubes[key[0]].create(nbs.warning_event(nb, "FailedCreate", str(e), nbs.now_iso()))
+        except Exception as e:  # noqa: BLE001 - retried: the API server may be restarting
+            n = self.failures[key] = self.failures.get(key, 0) + 1
+            delay = min(BACKOFF_MAX, RETRY * 2 ** (n - 1))
+            log.warning("notebook %s/%s on %s: %s; retrying in %.0f s", key[1], key[2], key[0], e, delay)
+            self.dirty[key] = time.monotonic() + delay
 
     def _on_event(self, typ: str, cluster: str, kind: str, obj: dict | None) -> None:
         if typ == "OPENED":
@@ -141,7 +160,7 @@ class Controller:
             name = (meta.get("labels") or {}).get(nbs.NAME_LABEL)
             if not name:
                 return
-            self.pod_notebook[key] = name
+            self.pod_notebook.setdefault(cluster, {})[key[1:]] = name
             if gone:
                 self.pods.pop(key, None)
             else:
@@ -190,21 +209,24 @@ class Controller:
         from mlctl.errors import MlctlError
 
         src = event.get("involvedObject") or {}
-        if src.get("kind") not in ("Pod", "StatefulSet"):
-            return
-        namespace = (event.get("metadata") or {}).get("namespace") or src.get("namespace") or ""
-        if src.get("kind") == "Pod":
-            name = self.pod_notebook.get((cluster, namespace, src.get("name") or ""))
-        else:
-            name = src.get("name") if (cluster, namespace, src.get("name")) in self.sets else None
+        namespace = src.get("namespace") or (event.get("metadata") or {}).get("namespace") or ""
+        name = nbs.event_notebook(event, self.pod_notebook.get(cluster, {}))
         nb = self.notebooks.get((cluster, namespace, name)) if name else None
-        if nb is None:
-            return
+        if nb is None or (src.get("kind") == "StatefulSet" and (cluster, namespace, name) not in self.sets):
+            return  # not a notebook's; a StatefulSet of the same name that it does not own is not either
+        out = nbs.reissued_event(event, nb, nbs.now_iso())
+        kube = self.kubes[cluster]
         try:
-            self.kubes[cluster].create(nbs.reissued_event(event, nb, nbs.now_iso()))
+            try:
+                kube.create(out)
+            except MlctlError as e:
+                if getattr(e, "status", None) != 409:
+                    raise
+                # re-emitted already: the source repeated (count up), or a restart saw it again
+                kube.patch("Event", out["metadata"]["name"], {"count": out["count"], "message": out["message"],
+                                                              "lastTimestamp": out["lastTimestamp"]}, namespace)
         except MlctlError as e:
-            if getattr(e, "status", None) != 409:  # 409: re-emitted already (before a restart)
-                log.warning("re-emitting an event on notebook %s/%s: %s", namespace, name, e)
+            log.warning("re-emitting an event on notebook %s/%s: %s", namespace, name, e)
 
     # ---- claims ------------------------------------------------------------------------------------------
 

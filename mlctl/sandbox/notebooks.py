@@ -80,7 +80,8 @@ def statefulset(nb: dict) -> dict:
     containers = spec.get("containers") or []
     if containers:
         first = containers[0]
-        first.setdefault("workingDir", DEFAULT_WORKING_DIR)
+        if not first.get("workingDir"):
+            first["workingDir"] = DEFAULT_WORKING_DIR
         if first.get("ports") is None:
             first["ports"] = [{"containerPort": CONTAINER_PORT, "name": "notebook-port", "protocol": "TCP"}]
         env = [e for e in first.get("env") or [] if e.get("name") != PREFIX_ENV]
@@ -169,13 +170,13 @@ def status_patch(current: dict | None, desired: dict) -> dict | None:
 
 def reissued_event(event: dict, nb: dict, now: str) -> dict:
     """An event of the Notebook's pod or StatefulSet, re-emitted on the Notebook as upstream does ("Reissued
-    from pod/NAME: message"). Its name is derived from the source event and its count, so a restarted
-    controller does not emit it twice."""
+    from pod/NAME: message"). Its name is derived from the source event, so a repeat of the source (its count
+    going up) is counted on the same event, as an event recorder aggregates, and a restarted controller does
+    not emit it twice."""
     src = event.get("involvedObject") or {}
     meta = nb["metadata"]
-    count = int(event.get("count") or (event.get("series") or {}).get("count") or 1)
     uid = (event.get("metadata") or {}).get("uid") or (event.get("metadata") or {}).get("name", "")
-    digest = hashlib.sha256(f"{uid}/{count}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{meta['uid']}/{uid}".encode()).hexdigest()[:16]
     return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},
@@ -183,21 +184,40 @@ def reissued_event(event: dict, nb: dict, now: str) -> dict:
                            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
         "reason": event.get("reason") or "",
         "message": f"Reissued from {(src.get('kind') or '').lower()}/{src.get('name')}: {event.get('message') or ''}",
-        "type": event.get("type") or "Normal", "count": 1,
+        "type": event.get("type") or "Normal", "count": event_count(event),
         "firstTimestamp": now, "lastTimestamp": now,
         "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
     }
 
 
-def event_notebook(event: dict, pods: dict[tuple[str, str], dict]) -> str | None:
-    """The name of the Notebook an event is about: a StatefulSet's event names it, a pod's is that of a pod
-    labelled notebook-name (pods: (namespace, name) -> pod). Events of anything else: None."""
+def event_count(event: dict) -> int:
+    return int(event.get("count") or (event.get("series") or {}).get("count") or 1)
+
+
+def warning_event(nb: dict, reason: str, message: str, now: str) -> dict:
+    """A Warning event of the controller's own on the Notebook (what it made was refused)."""
+    meta = nb["metadata"]
+    digest = hashlib.sha256(f"{meta['uid']}/{meta.get('generation')}/{reason}/{message}".encode()).hexdigest()[:16]
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": nb.get("apiVersion") or API_VERSION, "kind": "Notebook",
+                           "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now,
+        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+    }
+
+
+def event_notebook(event: dict, pod_notebooks: dict[tuple[str, str], str]) -> str | None:
+    """The name of the Notebook an event is about, as upstream finds it: a StatefulSet's event names it; a
+    pod's is that of the pod's notebook-name label (pod_notebooks: (namespace, pod) -> that label, kept after
+    the pod is gone). Events of anything else: None."""
     src = event.get("involvedObject") or {}
     if src.get("kind") == "StatefulSet":
         return src.get("name")
     if src.get("kind") == "Pod":
-        pod = pods.get((src.get("namespace") or "", src.get("name") or ""))
-        return ((pod or {}).get("metadata", {}).get("labels") or {}).get(NAME_LABEL)
+        return pod_notebooks.get((src.get("namespace") or "", src.get("name") or ""))
     return None
 
 

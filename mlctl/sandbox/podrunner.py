@@ -85,6 +85,17 @@ def expand(text: str, env: dict[str, str]) -> str:
 class ConfigError(Exception):
     """The pod's env cannot be built yet (a missing Secret or key): CreateContainerConfigError."""
 
+    reason = "CreateContainerConfigError"
+    event = "Failed"
+
+
+class MountError(ConfigError):
+    """A volume cannot be set up yet (a claim that is missing or not bound): the pod waits, as a kubelet's
+    does, in ContainerCreating with a FailedMount event."""
+
+    reason = "ContainerCreating"
+    event = "FailedMount"
+
 
 def _field(pod: dict, path: str) -> str:
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
@@ -166,6 +177,109 @@ def memory_limit(container: dict) -> int | None:
     return int(parse_quantity(value)) if value is not None else None
 
 
+# ---- volumes and the pod root ----------------------------------------------------------------------------
+
+#: the volume types the runner gives real pods; a mount of any other type is left out (docs/workloads.md)
+VOLUME_TYPES = ("persistentVolumeClaim", "secret", "configMap", "emptyDir")
+SECRET_MODE = 0o600
+CONFIG_MAP_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One volumeMount of the container, resolved against the pod's volumes."""
+
+    path: str  # mountPath, normalised ("/home/jovyan")
+    volume: str
+    kind: str  # one of VOLUME_TYPES
+    source: dict  # the volume's entry for that type
+    sub_path: str = ""
+    read_only: bool = False
+
+
+def plan_mounts(pod: dict, container: dict) -> tuple[list[Mount], list[str]]:
+    """The container's mounts the runner supports, outermost first, and a note for each one it leaves out
+    (a projected service-account token, hostPath, ...). A mount naming no volume is an error."""
+    volumes = {v.get("name"): v for v in (pod.get("spec") or {}).get("volumes") or []}
+    mounts, skipped = [], []
+    for vm in container.get("volumeMounts") or []:
+        volume = volumes.get(vm.get("name"))
+        if volume is None:
+            raise ConfigError(f'volumeMount {vm.get("name")} names no volume of the pod')
+        path = os.path.normpath(vm.get("mountPath") or "")
+        if not path.startswith("/") or path == "/":
+            raise ConfigError(f"mountPath {vm.get('mountPath')!r} must be an absolute path below /")
+        kind = next((k for k in VOLUME_TYPES if k in volume), None)
+        if kind is None:
+            other = next((k for k in volume if k != "name"), "unknown")
+            skipped.append(f"{vm['name']} ({other}) at {path}")
+            continue
+        sub = os.path.normpath(vm.get("subPath") or ".")
+        if sub.startswith("/") or sub == ".." or sub.startswith("../"):
+            raise ConfigError(f"subPath {vm.get('subPath')!r} must be a relative path inside the volume")
+        mounts.append(Mount(path, vm["name"], kind, volume[kind] or {}, "" if sub == "." else sub,
+                            bool(vm.get("readOnly")) or kind in ("secret", "configMap")))
+    mounts.sort(key=lambda m: (m.path.count("/"), m.path))
+    return mounts, skipped
+
+
+def _under(path: str, mount: str) -> bool:
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
+def rewrite(value: str, mount_paths: list[str], root: str) -> str:
+    """A value that names a path at or under one of mount_paths, moved under the pod root: the whole value
+    (`/home/jovyan/x`), each element of a `:`-separated list of absolute paths (`/a:/b`), or the value of
+    an `--option=/path` / `NAME=/path` argument. Anything else is returned unchanged."""
+    if not mount_paths or "/" not in value:
+        return value
+
+    def one(path: str) -> str:
+        if path.startswith("/") and any(_under(os.path.normpath(path), m) for m in mount_paths):
+            return root.rstrip("/") + path
+        return path
+
+    head, eq, tail = value.partition("=")
+    if eq and not head.startswith("/") and tail.startswith("/") and re.fullmatch(r"-{0,2}[\w.-]+", head):
+        return head + "=" + rewrite(tail, mount_paths, root)
+    if value.startswith("/") and ":" in value:
+        return ":".join(one(p) for p in value.split(":"))
+    return one(value)
+
+
+def volume_files(kind: str, source: dict, data: dict[str, bytes] | None) -> dict[str, tuple[bytes, int]]:
+    """The files of a secret or configMap volume: {relative path: (content, mode)}. data is the object's
+    decoded data (None: it does not exist). items select and rename keys; defaultMode and an item's mode
+    set the mode (secrets 0600 by default, configMaps 0644)."""
+    name = source.get("secretName") if kind == "secret" else source.get("name")
+    label = "secret" if kind == "secret" else "configmap"
+    if data is None:
+        if source.get("optional"):
+            return {}
+        raise ConfigError(f'{label} "{name}" not found')
+    default = source.get("defaultMode")
+    mode = int(default) if default is not None else (SECRET_MODE if kind == "secret" else CONFIG_MAP_MODE)
+    items = source.get("items")
+    if not items:
+        return {key: (value, mode) for key, value in data.items()}
+    files = {}
+    for item in items:
+        if item["key"] not in data:
+            if source.get("optional"):
+                continue
+            raise ConfigError(f'couldn\'t find key {item["key"]} in {label} "{name}"')
+        path = os.path.normpath(item.get("path") or item["key"])
+        if path.startswith("/") or path.startswith(".."):
+            raise ConfigError(f"item path {item.get('path')!r} must stay inside the volume")
+        files[path] = (data[item["key"]], int(item["mode"]) if item.get("mode") is not None else mode)
+    return files
+
+
+def claim_dir(volumes_dir: Path, cluster: str, namespace: str, claim: str) -> Path:
+    """Where a persistentVolumeClaim's files live: they outlive the pods that mount it, not the claim."""
+    return volumes_dir / cluster / namespace / claim
+
+
 # ---- one pod ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -195,6 +309,7 @@ class Pod:
     dir: Path | None = None
     unsent: dict | None = None  # a status the API server could not take yet
     retry_at: float = 0.0
+    links: list = field(default_factory=list)  # mount points the runner made, some inside other volumes
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -228,6 +343,10 @@ class Runner:
         self.images: dict = cfg["images"]
         self.max_pods = int(cfg["maxPods"])
         self.pods_dir = Path(cfg["podsDir"])
+        self.volumes_dir = Path(cfg.get("volumesDir") or self.pods_dir.parent / "volumes")
+        self.can_mount = _can_mount()
+        if not self.can_mount:
+            log.warning("no private mount namespaces here: readOnly volume mounts stay writable")
         self.kubes = {c: from_kubeconfig(cfg["kubeconfig"], ctx, cluster=c) for c, ctx in cfg["clusters"].items()}
         self.events: queue.Queue = queue.Queue()
         self.pods: dict[tuple[str, str, str], Pod] = {}
@@ -238,20 +357,21 @@ class Runner:
 
     # ---- watching ----------------------------------------------------------------------------------------
 
-    def _watch(self, cluster: str) -> None:
+    def _watch(self, cluster: str, kind: str = "Pod") -> None:
         kube = self.kubes[cluster]
+        tag = "" if kind == "Pod" else "CLAIM-"
 
         def opened() -> None:
-            self.events.put(("OPENED", cluster, None))
+            self.events.put((tag + "OPENED", cluster, None))
 
         while not self.stopping.is_set():
             try:
-                for typ, obj in kube.watch("Pod", on_open=opened):
+                for typ, obj in kube.watch(kind, on_open=opened):
                     if self.stopping.is_set():
                         return
-                    self.events.put((typ, cluster, obj))
+                    self.events.put((tag + typ, cluster, obj))
             except Exception as e:  # noqa: BLE001 - a lost API server: keep trying until stopped
-                log.warning("watch of pods on %s failed (%s); retrying", cluster, e)
+                log.warning("watch of %s on %s failed (%s); retrying", kind, cluster, e)
                 self.stopping.wait(2)
 
     # ---- the loop ----------------------------------------------------------------------------------------
@@ -259,6 +379,8 @@ class Runner:
     def run(self, ready_file: Path) -> None:
         for cluster in self.kubes:
             threading.Thread(target=self._watch, args=(cluster,), daemon=True, name=f"watch-{cluster}").start()
+            threading.Thread(target=self._watch, args=(cluster, "PersistentVolumeClaim"), daemon=True,
+                             name=f"watch-claims-{cluster}").start()
         while not self.stopping.is_set():
             try:
                 typ, cluster, obj = self.events.get(timeout=POLL)
@@ -280,6 +402,9 @@ class Runner:
     def _on_event(self, typ: str, cluster: str, obj: dict | None) -> None:
         if typ == "OPENED":
             self.opened.add(cluster)
+            return
+        if typ.startswith("CLAIM-"):
+            self._on_claim(typ[6:], cluster, obj)
             return
         meta = obj.get("metadata") or {}
         key = (cluster, meta.get("namespace"), meta.get("name"))
@@ -319,6 +444,137 @@ class Runner:
                 pod.started_at = ((cs.get("state") or {}).get("running") or {}).get("startedAt") or now_iso()
                 pod.phase = "Running"
                 self._exited(pod, 137, "the sandbox's pod runner restarted")
+
+    # ---- claims' directories -----------------------------------------------------------------------------
+
+    def _on_claim(self, typ: str, cluster: str, obj: dict | None) -> None:
+        """A deleted claim takes its directory with it; on (re)opening the watch, directories of claims
+        that went away meanwhile (or were recreated under the same name) are removed."""
+        if typ == "OPENED":
+            self._prune_claims(cluster)
+            return
+        if typ != "DELETED":
+            return
+        meta = obj.get("metadata") or {}
+        self._remove_claim(cluster, meta.get("namespace"), meta.get("name"), meta.get("uid"))
+
+    def _uid_file(self, cluster: str, namespace: str, claim: str) -> Path:
+        return self.volumes_dir / cluster / namespace / f".{claim}.uid"
+
+    def _remove_claim(self, cluster: str, namespace: str, claim: str, uid: str | None) -> None:
+        import shutil
+
+        marker = self._uid_file(cluster, namespace, claim)
+        recorded = marker.read_text().strip() if marker.exists() else None
+        if uid is not None and recorded is not None and recorded != uid:
+            return  # a newer claim of the same name owns the directory now
+        path = claim_dir(self.volumes_dir, cluster, namespace, claim)
+        if path.exists() or marker.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            marker.unlink(missing_ok=True)
+            log.info("%s:%s/%s: claim deleted, its directory removed", cluster, namespace, claim)
+
+    def _prune_claims(self, cluster: str) -> None:
+        base = self.volumes_dir / cluster
+        if not base.is_dir():
+            return
+        try:
+            live = {(c["metadata"]["namespace"], c["metadata"]["name"]): c["metadata"].get("uid")
+                    for c in self.kubes[cluster].list("PersistentVolumeClaim")}
+        except Exception as e:  # noqa: BLE001 - pruning waits for the next reconnect
+            log.warning("cannot list claims of %s: %s", cluster, e)
+            return
+        for ns_dir in base.iterdir():
+            for marker in ns_dir.glob(".*.uid"):
+                claim = marker.name[1:-4]
+                uid = live.get((ns_dir.name, claim))
+                if uid is None or uid != marker.read_text().strip():
+                    self._remove_claim(cluster, ns_dir.name, claim, None)
+
+    # ---- the pod root ------------------------------------------------------------------------------------
+
+    def _read_bytes(self, cluster: str, kind: str, name: str, namespace: str) -> dict[str, bytes] | None:
+        obj = self.kubes[cluster].find(kind, name, namespace)
+        if obj is None:
+            return None
+        if kind == "Secret":
+            return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        return {**{k: str(v).encode() for k, v in (obj.get("data") or {}).items()},
+                **{k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()}}
+
+    def _mount(self, pod: Pod, mounts: list[Mount]) -> list[str]:
+        """Lay out the pod root: each mountPath a symlink to the volume's directory (or its subPath).
+        Returns the real paths to make read-only for the process."""
+        import shutil
+
+        root = pod.dir / "root"
+        root.mkdir(parents=True, exist_ok=True)
+        read_only = []
+        for m in mounts:
+            if m.kind == "persistentVolumeClaim":
+                claim = m.source.get("claimName") or ""
+                obj = self.kubes[pod.cluster].find("PersistentVolumeClaim", claim, pod.namespace)
+                if obj is None:
+                    raise MountError(f'persistentvolumeclaim "{claim}" not found')
+                if (obj.get("status") or {}).get("phase") != "Bound":
+                    raise MountError(f'persistentvolumeclaim "{claim}" is not bound')
+                source = claim_dir(self.volumes_dir, pod.cluster, pod.namespace, claim)
+                source.mkdir(parents=True, exist_ok=True)
+                self._uid_file(pod.cluster, pod.namespace, claim).write_text(obj["metadata"].get("uid", "") + "\n")
+            elif m.kind == "emptyDir":
+                source = pod.dir / "volumes" / m.volume
+                source.mkdir(parents=True, exist_ok=True)
+            else:
+                kind = "Secret" if m.kind == "secret" else "ConfigMap"
+                name = m.source.get("secretName") if m.kind == "secret" else m.source.get("name")
+                files = volume_files(m.kind, m.source, self._read_bytes(pod.cluster, kind, name, pod.namespace))
+                source = pod.dir / "volumes" / m.volume
+                if source.exists():
+                    _make_writable(source)
+                    shutil.rmtree(source)
+                source.mkdir(parents=True, mode=0o755)
+                for rel, (content, mode) in sorted(files.items()):
+                    path = source / rel
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o777)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(content)
+                    os.chmod(path, mode & 0o777)
+            target = source / m.sub_path if m.sub_path else source
+            if m.sub_path and not target.exists():
+                if m.kind in ("secret", "configMap"):
+                    raise ConfigError(f"subPath {m.sub_path} is not in volume {m.volume}")
+                target.mkdir(parents=True, exist_ok=True)
+            link = root / m.path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():
+                link.unlink()
+            elif link.is_dir() and not any(link.iterdir()):
+                link.rmdir()
+            elif link.exists():
+                raise MountError(f"mount point {m.path} is already taken by a file of another volume")
+            link.symlink_to(target)
+            if link not in pod.links:
+                pod.links.append(link)
+            if m.read_only:
+                read_only.append(str(target.resolve()))
+        return read_only
+
+    def _unmount(self, pod: Pod) -> None:
+        """After the pod: mount points made inside other volumes go, and so do the pod's own volumes
+        (emptyDir, secret and configMap files); claims' directories stay."""
+        import shutil
+
+        for link in reversed(pod.links):
+            with contextlib.suppress(OSError):
+                if link.is_symlink():
+                    link.unlink()
+        pod.links = []
+        if pod.dir is not None:
+            for sub in ("volumes", "root"):
+                if (pod.dir / sub).exists():
+                    _make_writable(pod.dir / sub)
+                    shutil.rmtree(pod.dir / sub, ignore_errors=True)
 
     def _ours(self, ip: str) -> bool:
         try:
@@ -421,21 +677,36 @@ class Runner:
             "SSL_CERT_FILE": self.cfg["caFile"], "AWS_CA_BUNDLE": self.cfg["caFile"],
             "REQUESTS_CA_BUNDLE": self.cfg["caFile"],
         }
+        if self.cfg.get("binDir"):  # mlctl and kubectl, as the platform's images carry them
+            base["PATH"] = base["PATH"].replace(":", f":{self.cfg['binDir']}:", 1)
+        base.update(image.get("env") or {})
         status = dict(pod.obj.get("status") or {})
         status.update(podIP=pod.ip, podIPs=[{"ip": pod.ip}], hostIP=HOST_IP)
         try:
+            mounts, skipped = plan_mounts(pod.obj, pod.container)
+            read_only = self._mount(pod, mounts)
             env = pod_env({**pod.obj, "status": status}, pod.container, self._read(pod.cluster), base)
         except ConfigError as e:
-            if pod.waiting_reason != "CreateContainerConfigError":
-                pod.waiting_reason = "CreateContainerConfigError"
-                self._event(pod, "Failed", f"Error: {e}", "Warning")
-                self._status(pod, waiting=("CreateContainerConfigError", str(e)))
+            if pod.waiting_reason != e.reason:
+                pod.waiting_reason = e.reason
+                self._event(pod, e.event, f"Error: {e}" if e.event == "Failed" else str(e), "Warning")
+                self._status(pod, waiting=(e.reason, str(e)))
             pod.next_start = time.monotonic() + 2
             pod.phase = "Pending" if pod.phase == "Pending" else "BackOff"
             return
-        command = pod.container.get("command") or list(image["entrypoint"])
+        if skipped and not pod.restarts:
+            log.info("%s: volumes left out (not supported by the sandbox): %s", pod.ref, ", ".join(skipped))
+        paths, root = [m.path for m in mounts], str(pod.dir / "root")
+        env = {k: rewrite(v, paths, root) for k, v in env.items()}
+        working_dir = pod.container.get("workingDir")
+        if working_dir and any(_under(os.path.normpath(working_dir), p) for p in paths):
+            work = Path(rewrite(os.path.normpath(working_dir), paths, root))
+            work.mkdir(parents=True, exist_ok=True)
+        # the image's own entrypoint names its program in the image's directory, wherever workingDir is
+        command = pod.container.get("command") or [str(app / a) if (app / a).is_file() else a
+                                                   for a in image["entrypoint"]]
         args = pod.container.get("args") or []
-        argv = [expand(a, env) for a in [*command, *args]]
+        argv = [rewrite(expand(a, env), paths, root) for a in [*command, *args]]
         logs = pod.dir / "logs"
         logs.mkdir(exist_ok=True)
         name = pod.container["name"]
@@ -446,10 +717,10 @@ class Runner:
         try:
             proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
-                                    preexec_fn=lambda: _in_child(limit))
-        except OSError as e:
+                                    preexec_fn=lambda: _in_child(limit, read_only if self.can_mount else []))
+        except (OSError, subprocess.SubprocessError) as e:
             out.close()
-            message = f"cannot run {argv[0]}: {e.strerror}"
+            message = f"cannot run {argv[0]}: {getattr(e, 'strerror', None) or e}"
             self._event(pod, "Failed", message, "Warning")
             pod.started_at = now_iso()
             pod.phase = "Running"
@@ -569,6 +840,7 @@ class Runner:
             pod.proc = None
         from mlctl.errors import NotFound
 
+        self._unmount(pod)
         with contextlib.suppress(NotFound):
             self.kubes[pod.cluster].delete("Pod", pod.name, pod.namespace, grace_seconds=0)
         pod.deleted = True
@@ -578,6 +850,7 @@ class Runner:
         if pod.alive:
             _signal(pod.proc, signal.SIGKILL)
             pod.proc.wait()
+        self._unmount(pod)
         self.pods.pop(pod.key, None)
 
     def _shutdown(self) -> None:
@@ -681,10 +954,52 @@ class Runner:
 
 # ---- processes -------------------------------------------------------------------------------------------
 
-def _in_child(memory: int | None) -> None:
-    """In the forked child before exec: die with the runner, the memory limit, a lower priority."""
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+
+
+def _read_only_mounts(paths: list[str]) -> None:
+    """In a mount namespace of the process's own, bind each path onto itself read-only: the process (even
+    as root) cannot write there, while the pods that mount the volume writable still can."""
+    if _LIBC.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    if _LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+    for path in paths:
+        p = path.encode()
+        if _LIBC.mount(p, p, None, MS_BIND | MS_REC, None) != 0 or \
+                _LIBC.mount(b"none", p, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0:
+            raise OSError(ctypes.get_errno(), f"read-only bind mount of {path}")
+
+
+def _can_mount() -> bool:
+    """Whether this process may make private mount namespaces (root with CAP_SYS_ADMIN): tried in a child."""
+    if _LIBC is None:
+        return False
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = _LIBC.unshare(CLONE_NEWNS) == 0 and _LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+            os._exit(0 if ok else 1)
+        finally:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def _make_writable(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(0o755)
+
+
+def _in_child(memory: int | None, read_only: list[str] | tuple = ()) -> None:
+    """In the forked child before exec: die with the runner, read-only mounts, the memory limit, a lower
+    priority."""
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if read_only:
+        _read_only_mounts(list(read_only))
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     os.nice(NICE)

@@ -34,12 +34,17 @@ class Image:
     name: str
     folder: str
     entrypoint: tuple[str, ...]
+    #: the image's python can import the installed mlctl (its mlctl.pth reads MLCTL_SANDBOX_SITE)
+    mlctl: bool = False
 
 
 IMAGES: dict[str, Image] = {i.name: i for i in (
     Image(f"{PREFIX}3dgan:1", "3dgan", ("python", "trainer.py")),
     Image(f"{PREFIX}kserve:1", "kserve", ("python", "server.py")),
+    Image(f"{PREFIX}notebook:1", "notebook", ("python", "start.py"), mlctl=True),
 )}
+#: the environment variable the images' mlctl.pth reads: where the installed mlctl and its packages are
+SITE_ENV = "MLCTL_SANDBOX_SITE"
 
 
 def is_real(image: str) -> bool:
@@ -71,19 +76,63 @@ def logs_crd() -> dict:
         raise SandboxError(f"kwok's Logs CRD is not at {path}: {e}") from e
 
 
+def mlctl_site() -> list[str]:
+    """The directory holding the installed mlctl package, then the site-packages of the Python running it:
+    what an image's python appends to sys.path to import mlctl (the image does not pin mlctl's version)."""
+    import site
+    import sys
+
+    import mlctl
+
+    paths = [str(Path(mlctl.__file__).resolve().parents[1])]
+    for p in [*site.getsitepackages(), site.getusersitepackages()]:
+        if p not in paths and Path(p).is_dir() and Path(p).resolve() != Path(sys.prefix).resolve():
+            paths.append(p)
+    return paths
+
+
+def tools_dir(ctx: Context) -> Path:
+    """A bin/ that real pods have on PATH: `mlctl` (the installed one, run by the Python that runs the
+    sandbox) and the sandbox's `kubectl` from the build cache."""
+    import shlex
+    import sys
+
+    from mlctl.sandbox import core
+
+    home = ctx.dir(PROCESS) / "bin"
+    home.mkdir(parents=True, exist_ok=True)
+    script = home / "mlctl"
+    text = ("#!/bin/sh\n# the mlctl that runs the sandbox\n"
+            f"exec {shlex.quote(sys.executable)} -c 'import sys; from mlctl.main import main; main()' \"$@\"\n")
+    if not script.exists() or script.read_text() != text:
+        script.write_text(text)
+        script.chmod(0o755)
+    kubectl = home / "kubectl"
+    target = core.binaries()["kubectl"]
+    if kubectl.is_symlink() and kubectl.resolve() != target.resolve():
+        kubectl.unlink()
+    if not kubectl.is_symlink() and target.exists():
+        kubectl.symlink_to(target)
+    return home
+
+
 def config(ctx: Context) -> dict:
     """What the runner process reads: clusters (kubeconfig contexts), images, the bound, the CA that the
-    images trust."""
+    images trust, where claims' directories and the pods' tools live."""
+    import os
+
     from mlctl.sandbox import core
 
     table = {}
     for image in IMAGES.values():
         python = images.ensure(image.folder)
         table[image.name] = {"python": str(python), "app": str(python.parents[2] / "app"),
-                             "entrypoint": list(image.entrypoint)}
+                             "entrypoint": list(image.entrypoint),
+                             "env": {SITE_ENV: os.pathsep.join(mlctl_site())} if image.mlctl else {}}
     return {"kubeconfig": str(ctx.kubeconfig), "clusters": {c: f"sandbox-{c}" for c in core.CLUSTERS},
             "images": table, "maxPods": max_pods(), "caFile": str(ctx.pki / "ca.crt"),
-            "podsDir": str(ctx.root / "pods")}
+            "podsDir": str(ctx.root / "pods"), "volumesDir": str(ctx.root / "volumes"),
+            "binDir": str(tools_dir(ctx))}
 
 
 def info(root: Path) -> dict:

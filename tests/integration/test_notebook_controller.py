@@ -182,6 +182,39 @@ def test_a_deleted_service_is_made_again(sandbox, alice):
         cleanup(alice, name, None)
 
 
+def test_refusals_reach_the_notebook_as_warnings(sandbox, alice):
+    """Over the namespace's quota, the StatefulSet's FailedCreate is re-emitted on the Notebook; a pod spec the
+    API server refuses gives a Warning of the controller's own, and no StatefulSet."""
+    over, invalid = f"nb{uuid.uuid4().hex[:6]}", f"nb{uuid.uuid4().hex[:6]}"
+    try:
+        big = notebook(over, SIMULATED)
+        big["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "64"},
+                                                                          "limits": {"cpu": "64"}}
+        alice.create(big)
+        bad = notebook(invalid, SIMULATED)
+        bad["spec"]["template"]["spec"]["restartPolicy"] = "Sometimes"
+        alice.create(bad)
+
+        def warnings(name: str) -> list[dict]:
+            return [e for e in alice.events(NAMESPACE, {name})
+                    if e["involvedObject"]["kind"] == "Notebook" and e["type"] == "Warning"]
+
+        quota = sandbox.wait_for(lambda: [e for e in warnings(over) if "exceeded quota" in e["message"]], 60,
+                                 "the quota refusal on the notebook")
+        assert quota[0]["reason"] == "FailedCreate"
+        assert quota[0]["message"].startswith(f"Reissued from statefulset/{over}: ")
+        # the StatefulSet controller retries and repeats its event: counted on one re-emitted event
+        sandbox.wait_for(lambda: any(e.get("count", 1) > 1 for e in warnings(over) if "exceeded quota" in e["message"]),
+                         60, "the repeated refusal counted on the notebook's event")
+        assert alice.find("Pod", f"{over}-0", NAMESPACE) is None
+        refused = sandbox.wait_for(lambda: warnings(invalid), 60, "the refusal of an invalid pod spec")
+        assert refused[0]["reason"] == "FailedCreate" and "restartPolicy" in refused[0]["message"]
+        assert alice.find("StatefulSet", invalid, NAMESPACE) is None
+    finally:
+        cleanup(alice, over, None)
+        cleanup(alice, invalid, None)
+
+
 def test_owners_roles_aggregate_the_notebook_rules(sandbox, alice):
     """kubeflow-notebooks-edit/-view aggregate into Kubernetes' admin/edit/view and kubeflow-notebooks-admin;
     alice, who owns u-alice, may create notebooks, claims and secrets there, and read StatefulSets, pods and
@@ -213,3 +246,24 @@ def test_owners_roles_aggregate_the_notebook_rules(sandbox, alice):
                                   ("get", "statefulsets", "apps"), ("list", "pods", ""), ("list", "events", "")):
         assert can(verb, resource, NAMESPACE, group), (verb, resource)
         assert not can(verb, resource, "u-bob", group), (verb, resource)
+
+
+def test_the_controller_picks_up_what_changed_while_it_was_down(sandbox, alice):
+    """The controller is a sandbox process like any other: stopped, the next `up` starts it again, and it
+    reconciles the Notebooks made meanwhile from its first list."""
+    from mlctl.sandbox import notebooks, runner
+
+    name = f"nb{uuid.uuid4().hex[:6]}"
+    state = sandbox.state
+    try:
+        assert state.stop(notebooks.PROCESS)
+        assert not sandbox.state.is_running(notebooks.PROCESS)
+        alice.create(notebook(name, SIMULATED))
+        runner.up(sandbox.root, only=[notebooks.NotebookController()])
+        assert sandbox.state.is_running(notebooks.PROCESS)
+        sandbox.wait_for(lambda: ready(alice, name), 90, f"notebook {name} made while the controller was down")
+        assert alice.find("Service", name, NAMESPACE) is not None
+    finally:
+        cleanup(alice, name, None)
+        if not sandbox.state.is_running(notebooks.PROCESS):
+            runner.up(sandbox.root, only=[notebooks.NotebookController()])

@@ -129,19 +129,29 @@ def test_events_are_reissued_on_the_notebook():
     assert out["message"] == "Reissued from pod/nb1-0: Successfully assigned u-alice/nb1-0 to vgpu-0"
     assert out["reason"] == "Scheduled" and out["type"] == "Normal"
     assert out["metadata"]["namespace"] == "u-alice" and out["metadata"]["name"].startswith("nb1.")
-    # the same source event gives the same name (no duplicate after a restart); a repeat (count 2) a new one
-    assert nbs.reissued_event(event, notebook(), LATER)["metadata"]["name"] == out["metadata"]["name"]
-    assert nbs.reissued_event({**event, "count": 2}, notebook(), NOW)["metadata"]["name"] != out["metadata"]["name"]
+    # the same source event gives the same name: a repeat (count 2) is counted on it, a restart emits no twin
+    again = nbs.reissued_event({**event, "count": 2}, notebook(), LATER)
+    assert again["metadata"]["name"] == out["metadata"]["name"] and (out["count"], again["count"]) == (1, 2)
+    other = {**event, "metadata": {**event["metadata"], "uid": "e-2"}}
+    assert nbs.reissued_event(other, notebook(), NOW)["metadata"]["name"] != out["metadata"]["name"]
 
 
 def test_which_notebook_an_event_is_about():
-    pods = {("u-alice", "nb1-0"): {"metadata": {"labels": {"notebook-name": "nb1"}}},
-            ("u-alice", "web-0"): {"metadata": {"labels": {}}}}
+    pods = {("u-alice", "nb1-0"): "nb1"}
     about = {"kind": "Pod", "namespace": "u-alice"}
     assert nbs.event_notebook({"involvedObject": {**about, "name": "nb1-0"}}, pods) == "nb1"
     assert nbs.event_notebook({"involvedObject": {**about, "name": "web-0"}}, pods) is None
     assert nbs.event_notebook({"involvedObject": {"kind": "StatefulSet", "name": "nb1"}}, pods) == "nb1"
     assert nbs.event_notebook({"involvedObject": {"kind": "Service", "name": "nb1"}}, pods) is None
+
+
+def test_a_refusal_is_a_warning_on_the_notebook():
+    out = nbs.warning_event(notebook(), "FailedCreate", "applying statefulset/nb1: invalid", NOW)
+    assert (out["type"], out["reason"], out["involvedObject"]["kind"]) == ("Warning", "FailedCreate", "Notebook")
+    assert out["source"] == {"component": "notebook-controller"}
+    # the same refusal of the same generation: one event
+    assert nbs.warning_event(notebook(), "FailedCreate", "applying statefulset/nb1: invalid", LATER
+                             )["metadata"]["name"] == out["metadata"]["name"]
 
 
 def claim(**spec):

@@ -1,11 +1,23 @@
-"""The pod runner's pure parts (env, $(VAR) expansion, limits, which pods are real) and the gateway's routes."""
+"""The pod runner's pure parts (env, $(VAR) expansion, limits, which pods are real, volumes and path
+rewriting) and the gateway's routes."""
 
 from __future__ import annotations
 
 import pytest
 
 from mlctl.sandbox import gateway, pods
-from mlctl.sandbox.podrunner import ConfigError, expand, is_real_pod, memory_limit, pod_env
+from mlctl.sandbox.podrunner import (
+    ConfigError,
+    Mount,
+    claim_dir,
+    expand,
+    is_real_pod,
+    memory_limit,
+    plan_mounts,
+    pod_env,
+    rewrite,
+    volume_files,
+)
 
 IMAGES = {"mlctl.sandbox/3dgan:1": {}}
 
@@ -76,7 +88,7 @@ def test_image_names_share_the_prefix_the_kwok_stages_skip():
     stages = (assets_dir() / "kwok" / "stages.yaml").read_text()
     assert stages.count(f'select(startswith("{pods.PREFIX}"))') == 3  # running, finish, delete
     assert all(pods.is_real(name) for name in pods.IMAGES)
-    assert sorted(pods.IMAGES) == ["mlctl.sandbox/3dgan:1", "mlctl.sandbox/kserve:1"]
+    assert sorted(pods.IMAGES) == ["mlctl.sandbox/3dgan:1", "mlctl.sandbox/kserve:1", "mlctl.sandbox/notebook:1"]
 
 
 def test_the_bound_comes_from_the_environment(monkeypatch):
@@ -126,3 +138,81 @@ def test_gateway_lets_owners_and_shared_groups_through():
     assert routes.allowed("u-alice", shared, {"preferred_username": "bob", "groups": ["gpu-power-users"]})
     assert not routes.allowed("u-alice", shared, {"preferred_username": "dave", "groups": ["ml-users"]})
 
+
+
+def notebook_pod() -> dict:
+    p = pod(volumeMounts=[{"name": "config", "mountPath": "/etc/mlctl/"},
+                          {"name": "data", "mountPath": "/home/jovyan/data", "readOnly": True, "subPath": "shared"},
+                          {"name": "workspace", "mountPath": "/home/jovyan"},
+                          {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                          {"name": "scratch", "mountPath": "/tmp/scratch"}])
+    p["spec"]["volumes"] = [
+        {"name": "workspace", "persistentVolumeClaim": {"claimName": "nb1-workspace"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}},
+        {"name": "config", "secret": {"secretName": "mlctl-config"}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]
+    return p
+
+
+def test_mounts_outermost_first_with_unsupported_volumes_left_out():
+    p = notebook_pod()
+    mounts, skipped = plan_mounts(p, p["spec"]["containers"][0])
+    assert [(m.path, m.kind, m.sub_path, m.read_only) for m in mounts] == [
+        ("/etc/mlctl", "secret", "", True),  # secret and configMap volumes are always read-only
+        ("/home/jovyan", "persistentVolumeClaim", "", False),
+        ("/tmp/scratch", "emptyDir", "", False),
+        ("/home/jovyan/data", "persistentVolumeClaim", "shared", True),
+    ]
+    assert mounts[1].source == {"claimName": "nb1-workspace"}
+    assert skipped == ["kube-api-access-x (projected) at /var/run/secrets/kubernetes.io/serviceaccount"]
+
+
+@pytest.mark.parametrize("mount, volume, message", [
+    ({"name": "nope", "mountPath": "/x"}, None, "names no volume"),
+    ({"name": "v", "mountPath": "relative"}, {"name": "v", "emptyDir": {}}, "absolute"),
+    ({"name": "v", "mountPath": "/x", "subPath": "../up"}, {"name": "v", "emptyDir": {}}, "inside the volume"),
+    ({"name": "v", "mountPath": "/x", "subPath": "/abs"}, {"name": "v", "emptyDir": {}}, "inside the volume"),
+])
+def test_bad_mounts_are_config_errors(mount, volume, message):
+    p = pod(volumeMounts=[mount])
+    p["spec"]["volumes"] = [volume] if volume else []
+    with pytest.raises(ConfigError, match=message):
+        plan_mounts(p, p["spec"]["containers"][0])
+
+
+def test_paths_under_a_mount_move_under_the_pod_root():
+    mounts, root = ["/home/jovyan", "/etc/mlctl"], "/state/pods/local/ns/p-1234/root"
+    assert rewrite("/home/jovyan", mounts, root) == root + "/home/jovyan"
+    assert rewrite("/home/jovyan/work/train.py", mounts, root) == root + "/home/jovyan/work/train.py"
+    assert rewrite("/etc/mlctl/config.yaml", mounts, root) == root + "/etc/mlctl/config.yaml"
+    assert rewrite("--config=/etc/mlctl/config.yaml", mounts, root) == "--config=" + root + "/etc/mlctl/config.yaml"
+    assert rewrite("/etc/mlctl/a:/usr/lib:/home/jovyan/b", mounts, root) == \
+        f"{root}/etc/mlctl/a:/usr/lib:{root}/home/jovyan/b"
+    # not at or under a mount: unchanged (a prefix of a name is not a parent directory)
+    for value in ("/home/jovyanx", "/etc/mlctl-other/x", "/usr/bin/python", "relative/home/jovyan", "python",
+                  "s3://bucket/home/jovyan", "a=b", "http://127.0.0.1/home/jovyan"):
+        assert rewrite(value, mounts, root) == value
+    assert rewrite("/home/jovyan/x", [], root) == "/home/jovyan/x"
+
+
+def test_secret_and_config_map_files():
+    data = {"config.yaml": b"a: 1\n", "kubeconfig": b"k", "token": b"\x00\xff"}
+    assert volume_files("secret", {"secretName": "s"}, data) == {
+        "config.yaml": (b"a: 1\n", 0o600), "kubeconfig": (b"k", 0o600), "token": (b"\x00\xff", 0o600)}
+    assert volume_files("configMap", {"name": "c"}, {"x": b"1"}) == {"x": (b"1", 0o644)}
+    items = {"secretName": "s", "defaultMode": 0o440,
+             "items": [{"key": "config.yaml", "path": "mlctl/config.yaml"}, {"key": "token", "path": "t", "mode": 0o400}]}
+    assert volume_files("secret", items, data) == {"mlctl/config.yaml": (b"a: 1\n", 0o440), "t": (b"\x00\xff", 0o400)}
+    assert volume_files("secret", {"secretName": "s", "optional": True}, None) == {}
+    with pytest.raises(ConfigError, match='secret "s" not found'):
+        volume_files("secret", {"secretName": "s"}, None)
+    with pytest.raises(ConfigError, match="couldn't find key absent"):
+        volume_files("configMap", {"name": "c", "items": [{"key": "absent", "path": "a"}]}, {"x": b"1"})
+    with pytest.raises(ConfigError, match="inside the volume"):
+        volume_files("configMap", {"name": "c", "items": [{"key": "x", "path": "../x"}]}, {"x": b"1"})
+
+
+def test_a_claims_directory_is_per_cluster_namespace_and_claim(tmp_path):
+    assert claim_dir(tmp_path, "local", "u-alice", "nb1-workspace") == tmp_path / "local" / "u-alice" / "nb1-workspace"
+    assert Mount("/x", "v", "emptyDir", {}).read_only is False
