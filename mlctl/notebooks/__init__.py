@@ -283,6 +283,11 @@ def notebook_object(req: Request, cluster: dict, namespace: str, user: str) -> d
                  # otherwise give a default limit below the request
                  "resources": {"requests": dict(resources), "limits": dict(resources)},
                  "ports": [{"name": "notebook-port", "containerPort": PORT, "protocol": "TCP"}],
+                 # Ready when the server answers, not when its process starts: `create --wait` and `open`
+                 # then mean a page that loads (jupyter-server's /api needs no login)
+                 "readinessProbe": {"httpGet": {"path": f"{prefix(namespace, req.name)}/api",
+                                                "port": "notebook-port"},
+                                    "initialDelaySeconds": 1, "periodSeconds": 2, "failureThreshold": 60},
                  "volumeMounts": mounts}
     pod_spec: dict = {"containers": [container], "volumes": volumes}
     if pool.get("nodeSelector"):
@@ -295,6 +300,11 @@ def notebook_object(req: Request, cluster: dict, namespace: str, user: str) -> d
     return {"apiVersion": "kubeflow.org/v1", "kind": "Notebook",
             "metadata": {"name": req.name, "namespace": namespace, "labels": labels, "annotations": annotations},
             "spec": {"template": {"spec": pod_spec}}}
+
+
+def prefix(namespace: str, name: str) -> str:
+    """The path the notebook is served under (the controller's NB_PREFIX, the gateway's route)."""
+    return f"/notebook/{namespace}/{name}"
 
 
 def owner_reference(notebook: dict) -> dict:
