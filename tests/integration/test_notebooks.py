@@ -208,6 +208,8 @@ def test_bob_is_refused_at_the_url_and_sees_none_of_alices_notebooks(sandbox, pe
     assert status == 401
     r = as_user(people, "bob", "notebook", "list", "-o", "json")
     assert r.code == 0 and notebook not in r.out, r.out
+    r = as_user(people, "bob", "notebook", "list", "-n", NS)
+    assert r.code == 5 and notebook not in r.out + r.err, r.err
     r = as_user(people, "bob", "notebook", "status", notebook, "-n", NS)
     assert r.code == 5, r.err
     r = as_user(people, "bob", "notebook", "stop", notebook, "-n", NS)
