@@ -234,7 +234,7 @@ class Controller:
         from mlctl.errors import MlctlError
 
         meta = pvc["metadata"]
-        directory = nbs.volumes_dir(self.volumes_dir, cluster, meta["namespace"], meta["name"])
+        directory = nbs.claim_dir(self.volumes_dir, cluster, meta["namespace"], meta["name"])
         try:
             self.kubes[cluster].create(nbs.volume_for(pvc, str(directory)), manager=nbs.FIELD_MANAGER)
             log.info("provisioned %s for claim %s/%s on %s", nbs.volume_name(pvc), meta["namespace"],

@@ -270,9 +270,9 @@ def released(pv: dict) -> bool:
             and not meta.get("deletionTimestamp"))
 
 
-def volumes_dir(root: Path, cluster: str, namespace: str, claim: str) -> Path:
-    """Where a claim's files live (the pod runner's directory for it, docs/workloads.md)."""
-    return root / "volumes" / cluster / namespace / claim
+def claim_dir(volumes: Path, cluster: str, namespace: str, claim: str) -> Path:
+    """Where a claim's files live: the pod runner's directory for it under <state>/volumes (docs/workloads.md)."""
+    return volumes / cluster / namespace / claim
 
 
 # ---- the component ---------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def memory_limit(container: dict) -> int | None:
 # ---- volumes and the pod root ----------------------------------------------------------------------------
 
 #: the volume types the runner gives real pods; a mount of any other type is left out (docs/workloads.md)
-VOLUME_TYPES = ("persistentVolumeClaim", "secret", "configMap", "emptyDir")
+VOLUME_TYPES = ("persistentVolumeClaim", "secret", "configMap", "emptyDir", "hostPath")
 SECRET_MODE = 0o600
 CONFIG_MAP_MODE = 0o644
 
@@ -472,6 +472,8 @@ class Runner:
         if path.exists() or marker.exists():
             shutil.rmtree(path, ignore_errors=True)
             marker.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the namespace's directory, once it holds no claim
+                path.parent.rmdir()
             log.info("%s:%s/%s: claim deleted, its directory removed", cluster, namespace, claim)
 
     def _prune_claims(self, cluster: str) -> None:
@@ -524,6 +526,13 @@ class Runner:
             elif m.kind == "emptyDir":
                 source = pod.dir / "volumes" / m.volume
                 source.mkdir(parents=True, exist_ok=True)
+            elif m.kind == "hostPath":  # a site's shared file system (data mounts): this machine's path
+                source = Path(os.path.normpath(m.source.get("path") or "/"))
+                kind = m.source.get("type") or ""
+                if not source.exists():
+                    if kind not in ("", "DirectoryOrCreate"):
+                        raise MountError(f"hostPath {source} does not exist (type {kind})")
+                    source.mkdir(parents=True, exist_ok=True)
             else:
                 kind = "Secret" if m.kind == "secret" else "ConfigMap"
                 name = m.source.get("secretName") if m.kind == "secret" else m.source.get("name")

@@ -12,6 +12,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +268,61 @@ def test_the_controller_picks_up_what_changed_while_it_was_down(sandbox, alice):
         cleanup(alice, name, None)
         if not sandbox.state.is_running(notebooks.PROCESS):
             runner.up(sandbox.root, only=[notebooks.NotebookController()])
+
+
+NOTEBOOK_IMAGE = "mlctl.sandbox/notebook:1"
+
+
+def test_a_notebook_of_the_real_image_serves_jupyterlab_under_its_prefix(sandbox, alice, tmp_path):
+    """The sandbox's notebook image runs for real (the pod runner): the pod the controller makes from alice's
+    Notebook serves JupyterLab's API at NB_PREFIX through the gateway and the Service `<name>`."""
+    import http.client
+    import ssl
+
+    name, claim = f"nb{uuid.uuid4().hex[:6]}", None
+    claim = f"{name}-workspace"
+    gateway = sandbox.platform["gateway"]
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(base64.b64decode(gateway["certificateAuthorityData"]))
+    ctx = ssl.create_default_context(cafile=str(ca))
+    host, port = gateway["url"].removeprefix("https://").split(":")
+    token = alice._token()
+
+    def get(path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+        try:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    try:
+        alice.create(workspace(claim))
+        nb = notebook(name, NOTEBOOK_IMAGE, claim=claim)
+        c = nb["spec"]["template"]["spec"]["containers"][0]
+        c["env"] = [{"name": "HOME", "value": "/home/jovyan"}]
+        c["resources"]["limits"]["memory"] = "4Gi"
+        alice.create(nb)
+        sandbox.wait_for(lambda: ready(alice, name), 180, f"notebook {name} of the real image to be ready")
+        pod = alice.get("Pod", f"{name}-0", NAMESPACE)
+        assert pod["status"]["containerStatuses"][0]["containerID"].startswith("mlctl://")  # a real process
+        status = sandbox.wait_for(lambda: (r := get(f"/notebook/{NAMESPACE}/{name}/api/status"))[0] == 200 and r,
+                                  120, "JupyterLab to answer through the gateway")
+        assert "started" in json.loads(status[1])
+        code, _ = get(f"/notebook/{NAMESPACE}/{name}/lab")
+        assert code == 200
+
+        # the workspace: the volume provisioned for the claim is the directory JupyterLab serves as $HOME
+        pvc = alice.get("PersistentVolumeClaim", claim, NAMESPACE)
+        volume = sandbox.kube().get("PersistentVolume", pvc["spec"]["volumeName"])
+        marker = f"written beside the notebook {uuid.uuid4().hex}"
+        (Path(volume["spec"]["hostPath"]["path"]) / "hello.txt").write_text(marker)
+
+        def content() -> str | None:
+            code, body = get(f"/notebook/{NAMESPACE}/{name}/api/contents/hello.txt?content=1")
+            return json.loads(body)["content"] if code == 200 else None
+
+        assert sandbox.wait_for(content, 30, "JupyterLab to serve the workspace file") == marker
+    finally:
+        cleanup(alice, name, claim)

@@ -182,6 +182,24 @@ def delete_pod(sandbox, namespace: str) -> None:
     sandbox.wait_for(gone, 60, "the notebook pod to be deleted")
 
 
+def delete_claim(sandbox, namespace: str) -> None:
+    """Delete the claim; its `kubernetes.io/pvc-protection` finalizer is taken off once no pod uses it, by
+    the controller-manager's protection controller where it runs, else here, as that controller would."""
+    from mlctl.errors import NotFound
+
+    kube = sandbox.kube()
+    try:
+        kube.delete("PersistentVolumeClaim", CLAIM, namespace)
+        claim = kube.get("PersistentVolumeClaim", CLAIM, namespace)
+    except NotFound:
+        return
+    if claim["metadata"].get("finalizers"):
+        try:
+            kube.patch("PersistentVolumeClaim", CLAIM, {"metadata": {"finalizers": None}}, namespace)
+        except NotFound:
+            pass
+
+
 @pytest.fixture(scope="module")
 def notebook(sandbox, tmp_path_factory):
     """alice's namespace with the claim, the configuration Secret, the notebook pod and its Service."""
@@ -210,6 +228,12 @@ def notebook(sandbox, tmp_path_factory):
         start_pod(sandbox, ns, alice)
         yield {"namespace": ns, "alice": alice, "ca": ca, "home": home, "pv": pv}
     finally:
+        try:
+            kube.delete("Pod", NAME, ns)
+            sandbox.wait_for(lambda: not kube.find("Pod", NAME, ns), 60, "the notebook pod to be deleted")
+            delete_claim(sandbox, ns)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the test's own result
+            pass
         for kind, name, namespace in (("Namespace", ns, None), ("PersistentVolume", pv, None)):
             try:
                 kube.delete(kind, name, namespace)
@@ -337,3 +361,13 @@ def test_chromium_logs_alice_in_and_renders_jupyterlab_and_refuses_bob(sandbox, 
         assert "bob may not use" in page.text
         assert b.fetch_status(f"/notebook/{ns}/{NAME}/api/contents") == 403
     print(f"screenshots in {artifacts}")
+
+
+def test_deleting_the_claim_removes_its_directory(sandbox, notebook):
+    ns = notebook["namespace"]
+    claim_dir = sandbox.root / "volumes" / "local" / ns / CLAIM
+    assert claim_dir.is_dir()
+    delete_pod(sandbox, ns)
+    delete_claim(sandbox, ns)
+    sandbox.wait_for(lambda: not claim_dir.exists(), 30, "the claim's directory to be removed")
+

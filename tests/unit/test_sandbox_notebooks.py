@@ -4,6 +4,8 @@ the upstream Kubeflow notebook-controller (docs/notebook-controller.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlctl.sandbox import notebooks as nbs
 
 NOW = "2026-12-01T12:00:00Z"
@@ -170,7 +172,9 @@ def test_claims_of_the_default_class_get_a_volume():
     unannotated = claim()
     unannotated["metadata"]["annotations"] = {}
     assert not nbs.wants_volume(unannotated)  # not yet handed to a provisioner by the binder
-    pv = nbs.volume_for(claim(), "/state/volumes/local/u-alice/nb1-workspace")
+    directory = nbs.claim_dir(Path("/state/volumes"), "local", "u-alice", "nb1-workspace")
+    assert directory == Path("/state/volumes/local/u-alice/nb1-workspace")
+    pv = nbs.volume_for(claim(), str(directory))
     assert pv["metadata"]["name"] == "pvc-c-1"
     assert pv["metadata"]["annotations"] == {"pv.kubernetes.io/provisioned-by": "mlctl.io/local"}
     assert pv["spec"]["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim",

@@ -145,12 +145,14 @@ def notebook_pod() -> dict:
                           {"name": "data", "mountPath": "/home/jovyan/data", "readOnly": True, "subPath": "shared"},
                           {"name": "workspace", "mountPath": "/home/jovyan"},
                           {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
-                          {"name": "scratch", "mountPath": "/tmp/scratch"}])
+                          {"name": "scratch", "mountPath": "/tmp/scratch"},
+                          {"name": "eos", "mountPath": "/eos/data", "readOnly": True}])
     p["spec"]["volumes"] = [
         {"name": "workspace", "persistentVolumeClaim": {"claimName": "nb1-workspace"}},
         {"name": "data", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}},
         {"name": "config", "secret": {"secretName": "mlctl-config"}},
         {"name": "scratch", "emptyDir": {}},
+        {"name": "eos", "hostPath": {"path": "/srv/eos/data"}},
         {"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]
     return p
 
@@ -159,12 +161,13 @@ def test_mounts_outermost_first_with_unsupported_volumes_left_out():
     p = notebook_pod()
     mounts, skipped = plan_mounts(p, p["spec"]["containers"][0])
     assert [(m.path, m.kind, m.sub_path, m.read_only) for m in mounts] == [
+        ("/eos/data", "hostPath", "", True),
         ("/etc/mlctl", "secret", "", True),  # secret and configMap volumes are always read-only
         ("/home/jovyan", "persistentVolumeClaim", "", False),
         ("/tmp/scratch", "emptyDir", "", False),
         ("/home/jovyan/data", "persistentVolumeClaim", "shared", True),
     ]
-    assert mounts[1].source == {"claimName": "nb1-workspace"}
+    assert mounts[2].source == {"claimName": "nb1-workspace"}
     assert skipped == ["kube-api-access-x (projected) at /var/run/secrets/kubernetes.io/serviceaccount"]
 
 
