@@ -150,3 +150,56 @@ def test_a_browser_only_on_a_desktop(monkeypatch):
     monkeypatch.setattr("sys.platform", "linux")
     assert not open_cmd.desktop({})
     assert open_cmd.desktop({"DISPLAY": ":0"}) and open_cmd.desktop({"WAYLAND_DISPLAY": "wayland-0"})
+
+
+class _FakeKube:
+    """Records creates and deletes; the create of `fail_on` (a kind) raises `error`."""
+
+    def __init__(self, fail_on: str, error: BaseException):
+        self.fail_on, self.error = fail_on, error
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+
+    def create(self, obj, dry_run=False, what=None):
+        if obj["kind"] == self.fail_on:
+            raise self.error
+        self.created.append(obj["kind"])
+        return {**obj, "metadata": {**obj["metadata"], "uid": "u1"}}
+
+    def delete(self, kind, name, namespace=None, what=None):
+        self.deleted.append(kind)
+
+    def patch(self, *args, **kwargs):
+        return {}
+
+
+@pytest.mark.parametrize("fail_on, error", [("Notebook", KeyboardInterrupt()),
+                                            ("PersistentVolumeClaim", RuntimeError("refused"))])
+def test_a_create_that_fails_or_is_interrupted_removes_what_it_made(monkeypatch, fail_on, error):
+    from mlctl.commands.notebook import common, create
+    from mlctl.factory import Factory
+    from mlctl.io import IO
+
+    req = N.resolve(SECTION, CLUSTER, "nb1")
+    kube = _FakeKube(fail_on, error)
+    t = common.Target(CLUSTER, "u-alice", "alice", kube)
+    monkeypatch.setattr(common, "login_secret", lambda f, t, name: N.config_secret(
+        name, "local", t.namespace, t.user, {"clusters": [CLUSTER]}, {"user": "alice"}))
+    with pytest.raises(type(error)):
+        create.create(Factory(io=IO.test(), env={}), t, req, CLUSTER, with_claim=True, server_dry_run=False)
+    assert kube.deleted == list(reversed(kube.created)) and kube.created
+
+
+def test_a_kept_workspace_is_never_removed_by_a_failed_create(monkeypatch):
+    from mlctl.commands.notebook import common, create
+    from mlctl.factory import Factory
+    from mlctl.io import IO
+
+    kube = _FakeKube("Notebook", RuntimeError("refused"))
+    t = common.Target(CLUSTER, "u-alice", "alice", kube)
+    monkeypatch.setattr(common, "login_secret", lambda f, t, name: N.config_secret(
+        name, "local", t.namespace, t.user, {"clusters": [CLUSTER]}, {"user": "alice"}))
+    with pytest.raises(RuntimeError):
+        create.create(Factory(io=IO.test(), env={}), t, N.resolve(SECTION, CLUSTER, "nb1"), CLUSTER,
+                      with_claim=False, server_dry_run=False)
+    assert kube.created == ["Secret"] and kube.deleted == ["Secret"]
