@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync bench-artifacts clean
+.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync bench-artifacts bench-notebook clean
 
 all: test
 
@@ -59,6 +59,9 @@ bench-train: install
 
 bench-sync: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/admin_sync.py
+
+bench-notebook: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/notebook.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Print a token for --cluster as a kubectl ExecCredential (used by mlctl-<cluster> contexts)."),
     "whoami": ("mlctl.commands.auth.whoami:command", "Show who you are logged in as, your groups and when tokens expire."),
     "completion": ("mlctl.commands.completion:command", "Print the shell completion script for bash, zsh or fish."),
+    "notebook": ("mlctl.commands.notebook:group",
+                 "Notebook servers (JupyterLab) on vGPU/GPU/CPU pools, with your login inside."),
     "quota": ("mlctl.commands.quota:group", "Your quota: usage, where it comes from, and requests for more."),
     "sandbox": ("mlctl.commands.sandbox:group", "Run the whole platform locally, from real upstream servers."),
     "train": ("mlctl.commands.train:group", "Submit distributed training jobs from a short spec and follow them."),

@@ -3,6 +3,9 @@
 session.json holds the SSO session (refresh token, access token, user, groups); cluster-<name>.json holds
 the token exchanged for that cluster's audience. One lock file serialises refreshes, so parallel kubectl
 calls refresh once and the others read the result.
+
+SEED_ENV names a read-only session file (a notebook's mounted copy of its owner's session,
+docs/notebooks.md): when the cache has no session yet, it is copied in once, and never again after a logout.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from mlctl.paths import cache_dir
 
 EARLY_REFRESH_SECONDS = 60  # refresh a token this long before it expires
+SEED_ENV = "MLCTL_SESSION_SEED"
 
 
 def jwt_claims(token: str) -> dict:
@@ -33,6 +37,8 @@ class TokenCache:
     def __init__(self, platform: str, root: Path | None = None, env=None):
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in platform)
         self.dir = (root or cache_dir(env) / "tokens") / safe
+        self.seed = (os.environ if env is None else env).get(SEED_ENV) or None
+        self._seed_mark = self.dir.parent / f".{safe}.seeded"  # outside dir: clear() (logout) keeps it
 
     def _ensure_dir(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -56,7 +62,22 @@ class TokenCache:
 
     # session --------------------------------------------------------------------------------------
     def session(self) -> dict | None:
-        return self._read("session.json")
+        data = self._read("session.json")
+        if data is None and self.seed and not self._seed_mark.exists():
+            data = self._seeded()
+        return data
+
+    def _seeded(self) -> dict | None:
+        try:
+            data = json.loads(Path(self.seed).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not data.get("user"):
+            return None
+        self.save_session(data)
+        fd = os.open(self._seed_mark, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        return data
 
     def save_session(self, data: dict) -> None:
         self._write("session.json", data)

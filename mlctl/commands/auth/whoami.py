@@ -31,7 +31,7 @@ def run(f) -> None:
         "user": session.get("user"),
         "groups": session.get("groups", []),
         "method": session.get("method"),
-        "platform": f.config.platform_name(),
+        "platform": f.config.platform_name() or f.platform.name,
         "session_expires_at": session.get("refresh_expires_at") or session.get("expires_at"),
         "clusters": clusters,
         "kerberos": kerberos.ticket(),
