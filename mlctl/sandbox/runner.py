@@ -16,7 +16,20 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import access, build, core, gateway, kdc, keycloak, metrics, notebooks, opa, pods, s3, training
+from mlctl.sandbox import (
+    access,
+    build,
+    core,
+    gateway,
+    kdc,
+    keycloak,
+    metrics,
+    notebooks,
+    opa,
+    pods,
+    s3,
+    training,
+)
 from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import State
 
