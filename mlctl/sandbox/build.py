@@ -66,6 +66,7 @@ BINARIES: dict[str, Binary] = {
                         {"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
                         ldflags=("-X main.Version={v}", "-X main.Build={v}")),
     "opa": Binary("opa", "github.com/open-policy-agent/opa", {"opa": "github.com/open-policy-agent/opa"}),
+    "kserve": Binary("kserve", "github.com/kserve/kserve", {"kserve-manager": "github.com/kserve/kserve/cmd/manager"}),
 }
 
 

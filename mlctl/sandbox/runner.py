@@ -16,14 +16,14 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import access, build, core, gateway, kdc, keycloak, opa, pods, s3, training
+from mlctl.sandbox import access, build, core, gateway, kdc, keycloak, kserve, opa, pods, s3, training
 from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import State
 
 
 def components() -> list[Component]:
     return [kdc.KDC(), keycloak.Keycloak(), opa.OPA(), core.ControlPlane(), access.Access(),
-            training.TrainingOperator(), pods.PodRunner(), s3.S3(),
+            training.TrainingOperator(), kserve.KServe(), pods.PodRunner(), s3.S3(),
             gateway.Gateway()]
 
 
