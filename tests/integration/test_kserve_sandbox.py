@@ -89,16 +89,19 @@ def test_alice_serves_a_trained_model_through_kserve_and_the_gateway(
 
         def ready():
             isvc = alice.get("InferenceService", name, NS)
-            failed = [p for p in alice.list("Pod", NS, selector=f"app=isvc.{predictor}")
-                      if (p.get("status") or {}).get("phase") == "Failed"]
-            if failed:
-                pytest.fail(f"the model server failed: {failed[0]['status']}")
+            for p in alice.list("Pod", NS, selector=f"app=isvc.{predictor}"):
+                status = p.get("status") or {}
+                restarts = max([c.get("restartCount", 0) for c in status.get("containerStatuses") or []] or [0])
+                if status.get("phase") == "Failed" or restarts >= 2:
+                    logs = sandbox.kubectl("logs", "-n", NS, p["metadata"]["name"], check=False).stdout
+                    pytest.fail(f"the model server keeps failing: {logs[-1500:]}")
             return isvc if condition(isvc, "Ready") == "True" else None
 
         isvc = sandbox.wait_for(ready, 240, f"inferenceservice {name} to be Ready")
         print(f"\ninferenceservice created -> Ready: {time.monotonic() - created:.1f} s")
         assert isvc["status"]["url"] == f"https://{name}-{NS}.serve.sandbox.mlctl.test"
-        assert isvc["spec"]["predictor"]["model"]["runtime"] == RUNTIME
+        assert isvc["status"]["deploymentMode"] == "RawDeployment"
+        assert isvc["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
         [pod] = alice.list("Pod", NS, selector=f"app=isvc.{predictor}")
         assert pod["status"]["phase"] == "Running" and pod["status"]["podIP"].startswith("127.")
         assert pod["metadata"]["labels"]["mlctl.io/model-storage"] == "runtime"
@@ -106,7 +109,8 @@ def test_alice_serves_a_trained_model_through_kserve_and_the_gateway(
         # the owner reads what explains her service: the server's own log and the pod's events
         pod_name = pod["metadata"]["name"]
         logs = "".join(alice.lines(f"/api/v1/namespaces/{NS}/pods/{pod_name}/log", what="pod logs", timeout=30))
-        assert f"loaded mlctl-3dgan-generator/v1 (2 epochs) from {uri}" in logs, logs[-2000:]
+        assert f"Registering model: {name}" in logs, logs[-2000:]
+        assert f'"GET /v2/models/{name}/ready HTTP/1.1" 200' in logs, "the runtime's readiness probe"
         assert "Started" in {e["reason"] for e in alice.events(NS, {pod_name})}
 
         gateway = Gateway(sandbox, tmp_path)

@@ -189,3 +189,15 @@ def test_a_plain_service_still_routes_and_an_unready_isvc_has_no_selector():
     with pytest.raises(gateway.Refused) as e:
         routes.endpoint("u-alice", pending)
     assert e.value.status == 503
+
+
+def test_the_pod_runner_skips_addresses_another_process_listens_on():
+    import socket
+
+    from mlctl.sandbox import podrunner
+
+    with socket.socket() as sock:
+        sock.bind(("127.10.200.7", 0))
+        sock.listen()
+        assert "127.10.200.7" in podrunner._listening_ips()
+    assert "127.10.200.7" not in podrunner._listening_ips()
