@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -47,6 +48,8 @@ INGRESS_DOMAIN = "serve.sandbox.mlctl.test"
 DEFAULT_RESOURCES = {"cpuRequest": "100m", "memoryRequest": "512Mi", "cpuLimit": "1", "memoryLimit": "4Gi"}
 START_TIMEOUT = 120.0
 LABELS = {"app.kubernetes.io/managed-by": "mlctl-sandbox"}
+#: on each CRD: the digest of the module's file it was applied from
+SOURCE_ANNOTATION = "mlctl.io/source-sha256"
 
 
 # ---- what is read from the module ------------------------------------------------------------------------
@@ -83,13 +86,14 @@ def _documents(path: Path) -> list[dict]:
         return [doc for doc in yaml.load_all(f, Loader=loader) if doc]
 
 
-def crds(root: Path | None = None) -> list[dict]:
-    """Every CRD of the module's config/crd/full/ (the set its default kustomization installs)."""
+def crd_files(root: Path | None = None) -> dict[str, Path]:
+    """{CRD name: file} for every CRD of the module's config/crd/full/ (the set its default kustomization
+    installs); kubebuilder names each file <group>_<plural>.yaml."""
     folder = (root or module_dir()) / "config" / "crd" / "full"
     files = sorted(folder.glob("serving.kserve.io_*.yaml"))
     if not files:
         raise SandboxError(f"{folder} holds no CRDs")
-    return [doc for f in files for doc in _documents(f) if doc.get("kind") == "CustomResourceDefinition"]
+    return {"{1}.{0}".format(*f.stem.split("_", 1)): f for f in files}
 
 
 def configmap(root: Path | None = None) -> dict:
@@ -162,20 +166,33 @@ def _serving_certs(ctx: Context, tmpdir: Path) -> Path:
     return crt
 
 
-def _established(kube, name: str) -> bool:
-    crd = kube.find("CustomResourceDefinition", name)
+def _established(crd: dict | None) -> bool:
     return bool(crd) and any(c.get("type") == "Established" and c.get("status") == "True"
                              for c in (crd.get("status") or {}).get("conditions") or [])
 
 
-def install_crds(kube) -> list[str]:
-    names = []
-    for doc in crds():
-        kube.apply(doc, FIELD_MANAGER, force=True)
-        names.append(doc["metadata"]["name"])
-    for name in names:
-        wait_until(lambda n=name: _established(kube, n), 60, f"CRD {name} to be established")
-    return names
+def install_crds(kube, root: Path | None = None) -> list[str]:
+    """Apply each CRD whose file changed since it was applied (its digest is an annotation: a server-side
+    apply of the 1 MB InferenceService CRD takes seconds even when nothing changed); wait until all are
+    served. Returns their names."""
+    applied = []
+    files = crd_files(root)
+    for name, path in files.items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        crd = kube.find("CustomResourceDefinition", name)
+        if crd and ((crd.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION) == digest \
+                and _established(crd):
+            continue
+        for doc in _documents(path):
+            if doc.get("kind") != "CustomResourceDefinition" or doc["metadata"]["name"] != name:
+                raise SandboxError(f"{path} does not hold the CRD {name}")
+            doc["metadata"].setdefault("annotations", {})[SOURCE_ANNOTATION] = digest
+            kube.apply(doc, FIELD_MANAGER, force=True)
+        applied.append(name)
+    for name in applied:
+        wait_until(lambda n=name: _established(kube.find("CustomResourceDefinition", n)), 60,
+                   f"CRD {name} to be established")
+    return list(files)
 
 
 class KServe(Component):

@@ -110,9 +110,35 @@ def test_the_configmap_is_the_modules_in_raw_mode_without_ingress(tmp_path):
     assert data["storageInitializer"] == '{"image": "kserve/storage-initializer:latest"}'  # untouched
 
 
-def test_every_crd_of_the_full_set_is_installed(tmp_path):
-    names = [d["metadata"]["name"] for d in kserve.crds(module(tmp_path))]
-    assert names == ["clusterservingruntimes.serving.kserve.io", "inferenceservices.serving.kserve.io"]
+class CRDs:
+    """An API server's CRDs, enough for install_crds: find, apply (counted), Established at once."""
+
+    def __init__(self):
+        self.objects, self.applied = {}, []
+
+    def find(self, kind, name, namespace=None):
+        return self.objects.get(name)
+
+    def apply(self, doc, manager, force=True):
+        self.applied.append(doc["metadata"]["name"])
+        self.objects[doc["metadata"]["name"]] = {**doc, "status": {"conditions": [
+            {"type": "Established", "status": "True"}]}}
+
+
+def test_every_crd_of_the_full_set_is_installed_and_applied_again_only_when_its_file_changed(tmp_path):
+    root = module(tmp_path)
+    names = ["clusterservingruntimes.serving.kserve.io", "inferenceservices.serving.kserve.io"]
+    assert list(kserve.crd_files(root)) == names
+    api = CRDs()
+    assert kserve.install_crds(api, root) == names and api.applied == names
+    assert kserve.install_crds(api, root) == names and api.applied == names  # nothing changed
+    path = root / "config" / "crd" / "full" / "serving.kserve.io_inferenceservices.yaml"
+    path.write_text(path.read_text() + "spec: {group: serving.kserve.io}\n")
+    kserve.install_crds(api, root)
+    assert api.applied == [*names, "inferenceservices.serving.kserve.io"]
+    del api.objects["clusterservingruntimes.serving.kserve.io"]  # deleted by hand: applied again
+    kserve.install_crds(api, root)
+    assert api.applied[-1] == "clusterservingruntimes.serving.kserve.io" and len(api.applied) == 4
 
 
 def test_webhooks_call_the_manager_by_url_and_the_pod_mutator_skips_the_runtimes_pods(tmp_path):
