@@ -49,6 +49,9 @@ POLL = 0.2
 PROBE_EVERY = 0.5
 BACKOFF_MAX = 30.0
 STOP_GRACE = 5.0  # when the runner itself stops
+NICE = 10  # real pods yield the CPU to the sandbox's control plane
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _listening_ips() -> set[str]:
@@ -60,9 +63,6 @@ def _listening_ips() -> set[str]:
             if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
                 out.add(socket.inet_ntoa(bytes.fromhex(fields[1].split(":")[0])[::-1]))
     return out
-NICE = 10  # real pods yield the CPU to the sandbox's control plane
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def now_iso() -> str:
