@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,17 @@ STOP_GRACE = 5.0  # when the runner itself stops
 NICE = 10  # real pods yield the CPU to the sandbox's control plane
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _listening_ips() -> set[str]:
+    """The IPv4 addresses some process on this machine has a listening TCP socket on (/proc/net/tcp)."""
+    out = set()
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                out.add(socket.inet_ntoa(bytes.fromhex(fields[1].split(":")[0])[::-1]))
+    return out
 
 
 def now_iso() -> str:
@@ -353,7 +365,8 @@ class Runner:
         self.stopping = threading.Event()
         self.opened: set[str] = set()
         self.seq = 0
-        self.next_ip = 0
+        # each sandbox on the machine starts at a block of its own, so two sandboxes' pods rarely meet
+        self.next_ip = (zlib.crc32(str(self.pods_dir).encode()) % (IP_COUNT // 256)) * 256
 
     # ---- watching ----------------------------------------------------------------------------------------
 
@@ -593,7 +606,8 @@ class Runner:
         return IP_BASE <= n < IP_BASE + IP_COUNT
 
     def _allocate_ip(self) -> str:
-        used = {p.ip for p in self.pods.values() if p.ip}
+        # also skip addresses something already listens on (another sandbox's pod)
+        used = {p.ip for p in self.pods.values() if p.ip} | _listening_ips()
         for _ in range(IP_COUNT):
             ip = str(ipaddress.IPv4Address(IP_BASE + self.next_ip))
             self.next_ip = (self.next_ip + 1) % IP_COUNT

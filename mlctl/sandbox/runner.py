@@ -23,6 +23,7 @@ from mlctl.sandbox import (
     gateway,
     kdc,
     keycloak,
+    kserve,
     metrics,
     notebooks,
     opa,
@@ -36,8 +37,8 @@ from mlctl.sandbox.procs import State
 
 def components() -> list[Component]:
     return [kdc.KDC(), keycloak.Keycloak(), opa.OPA(), metrics.Aggregation(), core.ControlPlane(),
-            access.Access(), training.TrainingOperator(), pods.PodRunner(), notebooks.NotebookController(),
-            s3.S3(), gateway.Gateway(), metrics.Metrics()]
+            access.Access(), training.TrainingOperator(), kserve.KServe(), pods.PodRunner(),
+            notebooks.NotebookController(), s3.S3(), gateway.Gateway(), metrics.Metrics()]
 
 
 def _merge_platform(root: Path, part: dict) -> None:
