@@ -767,7 +767,7 @@ class Gateway(Component):
         text = json.dumps(cfg, indent=2, sort_keys=True)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-        from mlctl.sandbox.pods import interpreter
+        from mlctl.sandbox.procs import interpreter
 
         argv = [interpreter(), "-m", "mlctl.sandbox.gateway", f"--config={path}"]
         from mlctl.kube import api

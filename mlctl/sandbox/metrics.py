@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mlctl.sandbox import pki
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import SandboxError, answers, port_open, wait_until
+from mlctl.sandbox.procs import SandboxError, answers, interpreter, port_open, wait_until
 
 CLUSTER = "local"
 SERVER = "metrics-server"
@@ -365,7 +365,7 @@ class Metrics(Component):
         from mlctl.kube import api
 
         code = [Path(__file__), Path(api.__file__)]  # an upgraded mlctl restarts it
-        feeder_argv = [sys.executable, "-m", "mlctl.sandbox.metrics", f"--config={path}"]
+        feeder_argv = [interpreter(), "-m", "mlctl.sandbox.metrics", f"--config={path}"]
         feeder = state.ensure(FEEDER_PROCESS, feeder_argv, files=[path, ctx.kubeconfig, *code], cwd=home)
         wait_until(lambda: answers(port, "/readyz", ca_file=ctx.pki / "ca.crt"), 60,
                    f"metrics-server on port {port}", state, SERVER_PROCESS)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import wait_until
+from mlctl.sandbox.procs import interpreter, wait_until
 
 PROCESS = "notebook-controller"
 CRD = "notebooks.kubeflow.org"
@@ -323,7 +323,6 @@ class NotebookController(Component):
         return objs
 
     def start(self, ctx: Context) -> dict:
-        import sys
 
         from mlctl.kube import api
         from mlctl.sandbox import core, notebookcontroller
@@ -337,7 +336,7 @@ class NotebookController(Component):
         text = json.dumps(cfg, indent=2, sort_keys=True)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-        argv = [sys.executable, "-m", "mlctl.sandbox.notebookcontroller", f"--config={path}"]
+        argv = [interpreter(), "-m", "mlctl.sandbox.notebookcontroller", f"--config={path}"]
         # its own code is part of its configuration: an upgraded mlctl restarts it
         code = [Path(notebookcontroller.__file__), Path(__file__), Path(api.__file__)]
         state = ctx.state

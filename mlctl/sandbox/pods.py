@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlctl.sandbox import images
 from mlctl.sandbox.component import Component, Context
-from mlctl.sandbox.procs import SandboxError, wait_until
+from mlctl.sandbox.procs import SandboxError, interpreter, wait_until
 
 PREFIX = "mlctl.sandbox/"
 PROCESS = "pod-runner"
@@ -74,16 +74,6 @@ def logs_crd() -> dict:
         return yaml.safe_load(path.read_text())
     except OSError as e:
         raise SandboxError(f"kwok's Logs CRD is not at {path}: {e}") from e
-
-
-def interpreter() -> str:
-    """The Python that runs mlctl, named the same way whichever of its names started it (`python`,
-    `python3`, ...): a sandbox process started once by the mlctl command and once from pytest must not look
-    like a changed command line, which would restart it."""
-    import sys
-
-    stable = Path(sys.prefix) / "bin" / "python"
-    return str(stable) if stable.is_file() and os.access(stable, os.X_OK) else sys.executable
 
 
 def _ready_pid(path: Path) -> str | None:

@@ -282,3 +282,13 @@ def _see_log(state: State | None, name: str | None) -> str:
         return ""
     path = state.logs / f"{name}.log"
     return f" (see {path})" if path.exists() else ""
+
+
+def interpreter() -> str:
+    """The Python that runs mlctl, named the same way whichever of its names started it (`python`,
+    `python3`, ...): a sandbox process started once by the mlctl command and once from pytest must not look
+    like a changed command line, which would restart it."""
+    import sys
+
+    stable = Path(sys.prefix) / "bin" / "python"
+    return str(stable) if stable.is_file() and os.access(stable, os.X_OK) else sys.executable
