@@ -66,6 +66,8 @@ BINARIES: dict[str, Binary] = {
                         {"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
                         ldflags=("-X main.Version={v}", "-X main.Build={v}")),
     "opa": Binary("opa", "github.com/open-policy-agent/opa", {"opa": "github.com/open-policy-agent/opa"}),
+    # not a sandbox server: the reference load generator of bench/serve.py, built on demand
+    "hey": Binary("hey", "github.com/rakyll/hey", {"hey": "github.com/rakyll/hey"}),
 }
 
 

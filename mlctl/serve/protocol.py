@@ -15,9 +15,11 @@ from mlctl.errors import UsageError
 PROTOCOLS = ("v1", "v2")
 
 
-def gateway_path(namespace: str, service: str, model: str, protocol: str) -> str:
-    """The path on the platform's gateway (KServe's path-based routing: /serve/<namespace>/<service>/...)."""
-    base = f"/serve/{quote(namespace, safe='')}/{quote(service, safe='')}"
+def gateway_path(namespace: str, name: str, protocol: str) -> str:
+    """The path on the platform's gateway for InferenceService name (KServe's path-based routing,
+    /serve/<namespace>/<name>/..., to the service's predictor); the model is named after the service."""
+    base = f"/serve/{quote(namespace, safe='')}/{quote(name, safe='')}"
+    model = name
     if protocol == "v1":
         return f"{base}/v1/models/{quote(model, safe='')}:predict"
     return f"{base}/v2/models/{quote(model, safe='')}/infer"

@@ -133,10 +133,8 @@ def test_final_model_is_the_model_folder_of_the_run():
 
 
 def test_gateway_paths_per_protocol():
-    assert protocol.gateway_path("u-bob", "gen3d-predictor", "gen3d", "v1") == \
-        "/serve/u-bob/gen3d-predictor/v1/models/gen3d:predict"
-    assert protocol.gateway_path("u-bob", "gen3d-predictor", "gen3d", "v2") == \
-        "/serve/u-bob/gen3d-predictor/v2/models/gen3d/infer"
+    assert protocol.gateway_path("u-bob", "gen3d", "v1") == "/serve/u-bob/gen3d/v1/models/gen3d:predict"
+    assert protocol.gateway_path("u-bob", "gen3d", "v2") == "/serve/u-bob/gen3d/v2/models/gen3d/infer"
 
 
 def test_request_bodies_are_checked_before_sending():

@@ -59,7 +59,7 @@ def run(f, selector: str | None) -> None:
         item["_state"] = isvc.state(item)
         dep = deployments.get(isvc.predictor_name(name))
         item["_deployment"] = isvc.replicas(dep) if dep else None
-        item["_url"] = f"{gateway}/serve/{t.namespace}/{isvc.predictor_name(name)}" if gateway else None
+        item["_url"] = f"{gateway}/serve/{t.namespace}/{name}" if gateway else None
     items.sort(key=lambda i: (i["metadata"].get("creationTimestamp") or "", i["metadata"]["name"]))
 
     def raw(i):

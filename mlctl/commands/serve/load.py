@@ -75,6 +75,8 @@ class Replicas:
             deployment, hpa = predictor_objects(self.kube, self.namespace, self.name)
         except MlctlError:
             return  # a slow or restarting API server must not stop the load; the next poll tries again
+        if deployment is None:
+            return  # not made yet, or not readable: the timeline shows only what was seen
         r = replicas(deployment)
         desired = ((hpa or {}).get("status") or {}).get("desiredReplicas")
         self.last = {"replicas": r["current"], "ready": r["ready"], "desired": desired}

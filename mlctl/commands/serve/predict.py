@@ -38,7 +38,6 @@ def read_data(path: str, stdin) -> tuple[bytes, str]:
 def prepare(f, name: str, data: str, protocol: str):
     """(target, gateway path, body): the request checked and the service found, before anything is sent."""
     from mlctl.commands.serve.common import get_service, target
-    from mlctl.serve.isvc import predictor_name
     from mlctl.serve.protocol import check_body, encode, gateway_path, parse_body
 
     raw, where = read_data(data, f.io.stdin)
@@ -46,7 +45,7 @@ def prepare(f, name: str, data: str, protocol: str):
     check_body(body, protocol, where)
     t = target(f)
     get_service(f, t, name)
-    return t, gateway_path(t.namespace, predictor_name(name), name, protocol), encode(body)
+    return t, gateway_path(t.namespace, name, protocol), encode(body)
 
 
 def send(gateway, path: str, body: bytes, label: str):

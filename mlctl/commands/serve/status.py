@@ -23,7 +23,7 @@ def info(f, t, item: dict, deployment: dict | None, hpa: dict | None) -> dict:
                            "current": hpa_status.get("currentReplicas"),
                            "desired": hpa_status.get("desiredReplicas")} if hpa else {"min": lo, "max": hi,
                                                                                        "target": isvc.target(item)},
-            "url": f"{gateway}/serve/{t.namespace}/{isvc.predictor_name(name)}" if gateway else None,
+            "url": f"{gateway}/serve/{t.namespace}/{name}" if gateway else None,
             "clusterUrl": (item.get("status") or {}).get("url")}
 
 
