@@ -119,6 +119,30 @@ def test_predict_returns_the_real_generators_output_over_v1_and_v2(sandbox, serv
         assert out["data"][voxel] == pytest.approx(want, rel=1e-3, abs=1e-6)
 
 
+def test_a_job_whose_spec_names_its_output_is_found_too(sandbox, served):
+    """A spec with an explicit `output:` URL (as examples/3dgan.yaml has) writes outside the runs layout; its
+    final model is still found from the job's own record of where it wrote."""
+    env, home = served["env"], served["home"]
+    job, prefix = f"out{uuid.uuid4().hex[:6]}", f"bob/explicit-{uuid.uuid4().hex[:6]}/"
+    spec = home / "explicit.yaml"
+    spec.write_text(yaml.safe_dump({"name": job, "framework": "tensorflow", "image": "mlctl.sandbox/3dgan:1",
+                                    "workers": 1, "env": {"EPOCHS": 1, "SAMPLES": 16},
+                                    "output": f"s3://mlctl-outputs/{prefix}",
+                                    "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi", "pool": "cpu"}}))
+    try:
+        r = mlctl("train", str(spec), "--cluster", "local", "--wait", "--timeout", "240", env=env)
+        assert r.code == 0, r.err
+        r = mlctl("serve", "create", "explicit", "--model", job, "--dry-run=client", "-o", "json", env=env)
+        assert r.code == 0, r.err
+        obj = json.loads(r.out)
+        assert obj["spec"]["predictor"]["model"]["storageUri"] == f"s3://mlctl-outputs/{prefix}model/"
+        assert obj["spec"]["predictor"]["model"]["modelFormat"]["name"] == "3dgan"  # from its model.json
+        listed = mlctl("artifacts", "ls", job, "-o", "name", env=env)  # artifacts finds it there as well
+        assert listed.code == 0 and f"{job}/model/model.json" in listed.out.splitlines(), listed.err
+    finally:
+        mlctl("train", "delete", job, "--cluster", "local", "--yes", env=env)
+
+
 def _one_line(r, code: int, words: str) -> None:
     assert r.code == code, (r.code, r.err)
     errors = [ln for ln in r.err.splitlines() if ln.startswith("error: ")]
