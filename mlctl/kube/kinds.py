@@ -69,6 +69,10 @@ _TABLE = (
     Kind("ClusterServingRuntime", "serving.kserve.io", "v1alpha1", "clusterservingruntimes", False),
     Kind("Stage", "kwok.x-k8s.io", "v1alpha1", "stages", False),
     Kind("Logs", "kwok.x-k8s.io", "v1alpha1", "logs"),
+    Kind("ResourceUsage", "kwok.x-k8s.io", "v1alpha1", "resourceusages"),
+    Kind("APIService", "apiregistration.k8s.io", "v1", "apiservices", False),
+    Kind("PodMetrics", "metrics.k8s.io", "v1beta1", "pods"),
+    Kind("NodeMetrics", "metrics.k8s.io", "v1beta1", "nodes", False),
 )
 KINDS: dict[str, Kind] = {k.kind: k for k in _TABLE}
 

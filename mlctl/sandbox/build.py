@@ -66,6 +66,9 @@ BINARIES: dict[str, Binary] = {
                         {"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
                         ldflags=("-X main.Version={v}", "-X main.Build={v}")),
     "opa": Binary("opa", "github.com/open-policy-agent/opa", {"opa": "github.com/open-policy-agent/opa"}),
+    "metrics-server": Binary("metrics-server", "sigs.k8s.io/metrics-server",
+                             {"metrics-server": "sigs.k8s.io/metrics-server/cmd/metrics-server"},
+                             ldflags=("-X k8s.io/component-base/version.gitVersion={v}",)),
     # not a sandbox server: the reference load generator of bench/serve.py, built on demand
     "hey": Binary("hey", "github.com/rakyll/hey", {"hey": "github.com/rakyll/hey"}),
 }

@@ -33,7 +33,13 @@ CONTROLLERS = (
     "disruption-controller",
     # binds PersistentVolumeClaims to PersistentVolumes (a job's data PVC on the burst cluster)
     "persistentvolume-binder-controller",
+    # KServe's HPAs, on the pod metrics of metrics-server (docs/metrics.md)
+    "horizontal-pod-autoscaler-controller",
 )
+#: the HPA controller's timing, shortened so a scale-up and the scale-down after it take minutes, not a
+#: quarter of an hour (upstream defaults: sync 15s, downscale stabilization 5m0s; docs/metrics.md)
+HPA_FLAGS = ("--horizontal-pod-autoscaler-sync-period=5s",
+             "--horizontal-pod-autoscaler-downscale-stabilization=30s")
 POD_CIDRS = {"local": "10.244.0.1/16", "gcp": "10.245.0.1/16"}
 SERVICE_CIDRS = {"local": "10.96.0.0/16", "gcp": "10.97.0.0/16"}
 READY_TIMEOUT = 120.0
@@ -279,7 +285,7 @@ def _cluster_argvs(bins, layout, certs, cluster, ports, kubeconfig: Path, kwok_c
             f"--controllers={','.join(CONTROLLERS)}",
             f"--service-account-private-key-file={sa_key}", f"--root-ca-file={certs['ca'][0]}",
             f"--cluster-name=sandbox-{cluster}", "--use-service-account-credentials=false",
-            "--kube-api-qps=100", "--kube-api-burst=200", "--profiling=false",
+            "--kube-api-qps=100", "--kube-api-burst=200", "--profiling=false", *HPA_FLAGS,
         ],
         "kube-scheduler": [
             str(bins["kube-scheduler"]), *delegated, *serving,
@@ -295,8 +301,9 @@ def _cluster_argvs(bins, layout, certs, cluster, ports, kubeconfig: Path, kwok_c
             f"--server-address=127.0.0.1:{ports['kwok']}",
             f"--tls-cert-file={localhost_crt}", f"--tls-private-key-file={localhost_key}",
             f"--cidr={POD_CIDRS[cluster]}", "--node-lease-duration-seconds=0",
-            # per-pod Logs objects: the pod runner points `kubectl logs` of a real pod at its log file
-            "--enable-crds=Logs",
+            # per-pod Logs objects: the pod runner points `kubectl logs` of a real pod at its log file;
+            # per-pod ResourceUsage objects: the real pods' measured CPU and memory (docs/metrics.md)
+            "--enable-crds=Logs,ResourceUsage",
         ],
     }
 
@@ -349,6 +356,7 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
     _write_if_changed(layout.kubeconfig, _kubeconfig(servers, certs, embed=True), private=True)
     _write_if_changed(layout.platform, _platform(layout, servers, certs["ca"][0]))
     stages = src / "kwok" / "stages.yaml"
+    kwok_metrics = src / "kwok" / "metrics.yaml"  # kubelet-style resource metrics (docs/metrics.md)
     for cluster in CLUSTERS:
         cdir = layout.cluster(cluster)
         kubeconfig = layout.cluster_kubeconfig(cluster)
@@ -363,9 +371,9 @@ def up(state_dir: Path | str | None = None, *, apiserver_extra: dict[str, list[s
         actions[name] = _ensure(state, name, argv, files, ports[cluster]["kube-apiserver"])
         # the others retry until their apiserver answers, so they can start right away
         for comp, argv in _cluster_argvs(bins, layout, certs, cluster, ports[cluster], kubeconfig,
-                                         [stages, logs_config]).items():
+                                         [stages, kwok_metrics, logs_config]).items():
             name = _name(cluster, comp)
-            actions[name] = _ensure(state, name, argv, [kubeconfig, stages, logs_config],
+            actions[name] = _ensure(state, name, argv, [kubeconfig, stages, kwok_metrics, logs_config],
                                     ports[cluster][comp])
             if actions[name] == "kept" and actions[_name(cluster, "kube-apiserver")] != "kept":
                 # clients of an apiserver that went away have been seen to stay deaf to new objects for
