@@ -209,3 +209,25 @@ def test_pacer_spaces_request_starts():
     slots = [pacer.slot() for _ in range(3)]
     assert slots[1] - slots[0] == pytest.approx(0.1) and slots[2] - slots[1] == pytest.approx(0.1)
     assert stats.Pacer(None, 0.0).slot() == 0.0
+
+
+def test_the_load_views_show_rate_percentiles_errors_and_replicas():
+    """The plain progress line (no terminal) and the rich live table (a terminal) read the same recorder."""
+    import io
+
+    from rich.console import Console
+
+    from mlctl.commands.serve.load import Options, line, live_table
+
+    rec = stats.Recorder(started=0.0)
+    for i in range(100):
+        rec.success((i + 1) / 1000, 9.0 + i / 100)
+    rec.failure("http 503", 9.5, 0.002)
+    replicas = {"replicas": 2, "ready": 1, "desired": 3}
+    text = line(rec, 10.0, replicas)
+    assert "requests 101" in text and "p50 50ms" in text and "p99 99ms" in text
+    assert "errors 1" in text and "replicas 1/2 (hpa 3)" in text
+    out = io.StringIO()
+    Console(file=out, width=160, force_terminal=False).print(live_table(rec, 10.0, replicas, Options("gen3d", "d")))
+    shown = out.getvalue()
+    assert "gen3d" in shown and "http 503: 1" in shown and "1/2 (3)" in shown and "50.0 ms" in shown
