@@ -41,8 +41,8 @@ def run(f, name: str) -> None:
                    "currentMetrics": (hpa.get("status") or {}).get("currentMetrics"),
                    "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message") if c.get(k)}
                                   for c in (hpa.get("status") or {}).get("conditions") or []]} if hpa else None
-    data["events"] = [{"time": e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get(
-        "creationTimestamp"), "type": e.get("type"), "object": f"{(e.get('involvedObject') or {}).get('kind', '').lower()}/"
+    data["events"] = [{"time": _seconds(e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get(
+        "creationTimestamp")), "type": e.get("type"), "object": f"{(e.get('involvedObject') or {}).get('kind', '').lower()}/"
         f"{(e.get('involvedObject') or {}).get('name')}", "reason": e.get("reason"), "message": e.get("message")}
         for e in events]
 
@@ -65,6 +65,11 @@ def run(f, name: str) -> None:
                    f"{e['message'] or ''}".rstrip(": "))
 
     print_object(f.io, data, f.output, name=f"inferenceservice/{name}", render=show)
+
+
+def _seconds(ts: str | None) -> str | None:
+    """An event time to the second (events carry both RFC 3339 and MicroTime stamps)."""
+    return ts.split(".")[0].rstrip("Z") + "Z" if ts else ts
 
 
 @mlctl_command("describe")
