@@ -173,6 +173,9 @@ def user_cluster_role() -> dict:
             _rule(["kubeflow.org"], ["tfjobs/status", "pytorchjobs/status", "notebooks/status"], READ),
             _rule(["serving.kserve.io"], ["inferenceservices"], ALL_VERBS),
             _rule(["serving.kserve.io"], ["inferenceservices/status"], READ),
+            # what KServe makes for an InferenceService, to show and explain it
+            _rule(["apps"], ["deployments", "replicasets"], READ),
+            _rule(["autoscaling"], ["horizontalpodautoscalers"], READ),
             # requests, never their status: approving is for admins (mlctl-quota-admin)
             _rule([CRD_GROUP], [CRD_PLURAL], ["create", "get", "list", "watch", "delete"]),
             _rule([""], ["resourcequotas", "limitranges"], READ),

@@ -138,7 +138,21 @@ class Routes:
         return value
 
     def service(self, namespace: str, name: str) -> dict | None:
-        return self._cached(("svc", namespace, name), lambda: self.kube.find("Service", name, namespace))
+        """The Service a path names. An InferenceService's name stands for the Service KServe's raw mode
+        makes for it (`<name>-predictor`, or `<name>-transformer` when it has a transformer), and its
+        `mlctl.io/shared-with` counts as well as the Service's; else the Service of that name."""
+        isvc = self._cached(("isvc", namespace, name), lambda: self.kube.find("InferenceService", name, namespace))
+        if isvc is None:
+            return self._cached(("svc", namespace, name), lambda: self.kube.find("Service", name, namespace))
+        component = "transformer" if (isvc.get("spec") or {}).get("transformer") else "predictor"
+        target = f"{name}-{component}"
+        # not created yet: no selector, so the owner gets a 503 rather than a 403
+        svc = self._cached(("svc", namespace, target), lambda: self.kube.find("Service", target, namespace)) or {}
+        annotations = dict((svc.get("metadata") or {}).get("annotations") or {})
+        shared = [annotations.get(SHARED_WITH, ""), ((isvc.get("metadata") or {}).get("annotations") or {}).get(
+            SHARED_WITH, "")]
+        annotations[SHARED_WITH] = ",".join(p for p in shared if p)
+        return {**svc, "metadata": {**(svc.get("metadata") or {"name": target}), "annotations": annotations}}
 
     def allowed(self, namespace: str, service: dict, claims: dict) -> bool:
         from mlctl.admin.objects import owner_label_value

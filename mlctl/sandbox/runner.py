@@ -16,15 +16,28 @@ from pathlib import Path
 
 import yaml
 
-from mlctl.sandbox import access, build, core, gateway, kdc, keycloak, metrics, opa, pods, s3, training
+from mlctl.sandbox import (
+    access,
+    build,
+    core,
+    gateway,
+    kdc,
+    keycloak,
+    kserve,
+    metrics,
+    opa,
+    pods,
+    s3,
+    training,
+)
 from mlctl.sandbox.component import Component, Context
 from mlctl.sandbox.procs import State
 
 
 def components() -> list[Component]:
     return [kdc.KDC(), keycloak.Keycloak(), opa.OPA(), metrics.Aggregation(), core.ControlPlane(),
-            access.Access(), training.TrainingOperator(), pods.PodRunner(), s3.S3(), gateway.Gateway(),
-            metrics.Metrics()]
+            access.Access(), training.TrainingOperator(), kserve.KServe(), pods.PodRunner(), s3.S3(),
+            gateway.Gateway(), metrics.Metrics()]
 
 
 def _merge_platform(root: Path, part: dict) -> None:
