@@ -23,8 +23,13 @@ def run(f, name: str) -> None:
     try:
         events = kube.events(t.namespace, None)
         prefix = predictor_name(name) + "-"
-        events = [e for e in events if (e.get("involvedObject") or {}).get("name") in names
-                  or str((e.get("involvedObject") or {}).get("name", "")).startswith(prefix)]
+        # the predictor's objects and pods by name; events older than the service are of an earlier one
+        # of the same name
+        born = _seconds(item["metadata"].get("creationTimestamp")) or ""
+        events = [e for e in events if ((e.get("involvedObject") or {}).get("name") in names
+                                        or str((e.get("involvedObject") or {}).get("name", "")).startswith(prefix))
+                  and (_seconds(e.get("lastTimestamp") or e.get("eventTime")
+                                or (e.get("metadata") or {}).get("creationTimestamp")) or "") >= born]
     except Forbidden:
         events = []
     data = info(f, t, item, deployment, hpa)
