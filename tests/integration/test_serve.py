@@ -43,7 +43,7 @@ def login(sandbox, home: Path, user: str) -> dict:
 
 @pytest.fixture(scope="module")
 def served(sandbox, tenants, tmp_path_factory):  # noqa: F811
-    """bob's InferenceService (min 1, max 4, CPU target 50%) of the model his 3dgan job just wrote."""
+    """bob's InferenceService (min 1, max 4, CPU target 50% of 250m) of the model his 3dgan job just wrote."""
     from mlctl.sandbox import s3
 
     if not sandbox.state.is_running("kserve-controller"):
@@ -61,8 +61,10 @@ def served(sandbox, tenants, tmp_path_factory):  # noqa: F811
                                     "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi", "pool": "cpu"}}))
     r = mlctl("train", str(spec), "--cluster", "local", "--wait", "--timeout", "240", env=env)
     assert r.code == 0, r.err
+    # a quarter CPU per replica: the sandbox's two shared cores give one model server well under a whole
+    # CPU, so a target relative to a 1-CPU request would never be reached
     r = mlctl("serve", "create", name, "--model", job, "--min-replicas", "1", "--max-replicas", "4",
-              "--target-utilization", "50", "--wait", "--timeout", "240", "-o", "json", env=env)
+              "--cpu", "250m", "--target-utilization", "50", "--wait", "--timeout", "240", "-o", "json", env=env)
     assert r.code == 0, r.err
     created = json.loads(r.out)
     data = home / "v1.json"
@@ -202,7 +204,7 @@ def test_load_scales_the_predictor_up_and_back_down(sandbox, served):
     2, and lowers them again after the load; its decisions are its events."""
     name, env = served["name"], served["env"]
     r = mlctl("serve", "load", name, "--data", str(served["v1"]), "--concurrency", "32", "--duration", "90",
-              "--cooldown", "180", "-o", "json", env=env)
+              "--cooldown", "150", "-o", "json", env=env)
     assert r.code == 0, r.err
     summary = json.loads(r.out)
     assert summary["requests"] > 100 and summary["ok"] > 0.9 * summary["requests"], summary
