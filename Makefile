@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync bench-artifacts bench-notebook clean
+.PHONY: all system install demo test test-fast test-integration lint generate sandbox sandbox-down bench bench-train bench-sync bench-artifacts bench-notebook bench-serve clean
 
 all: test
 
@@ -70,3 +70,8 @@ clean:
 ## `mlctl admin sync` and `mlctl sandbox s3-secrets`.
 bench-artifacts: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/artifacts.py
+
+## mlctl serve load against hey and serve predict against curl on one endpoint; needs `make sandbox` (with
+## KServe), `mlctl admin sync` and `mlctl sandbox s3-secrets`.
+bench-serve: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/serve.py

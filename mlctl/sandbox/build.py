@@ -70,6 +70,8 @@ BINARIES: dict[str, Binary] = {
                              {"metrics-server": "sigs.k8s.io/metrics-server/cmd/metrics-server"},
                              ldflags=("-X k8s.io/client-go/pkg/version.gitVersion={v}",)),
     "kserve": Binary("kserve", "github.com/kserve/kserve", {"kserve-manager": "github.com/kserve/kserve/cmd/manager"}),
+    # not a sandbox server: the reference load generator of bench/serve.py, built on demand
+    "hey": Binary("hey", "github.com/rakyll/hey", {"hey": "github.com/rakyll/hey"}),
 }
 
 

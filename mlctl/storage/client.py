@@ -161,6 +161,10 @@ class Storage:
         self.user = user
         self.bucket = layout.outputs_bucket(s3)
         self.endpoint = str(s3.get("endpoint"))
+        # job -> (run id, output URL) as the cluster recorded it, for jobs whose spec names its own output
+        # (set by the artifacts verbs; None: only the layout is looked at)
+        self.recorded = None
+        self._outside: dict[tuple[str, str], str] = {}
 
     def errors(self, what: str):
         return s3_errors(what, self.endpoint)
@@ -195,10 +199,28 @@ class Storage:
             return run
         runs = self.runs(job)
         if not runs:
+            outside = self._recorded_run(job)
+            if outside:
+                return outside
             raise layout.no_runs(job)
         return runs[-1]
 
+    def _recorded_run(self, job: str) -> str | None:
+        """The run of a job that wrote outside the layout (its spec's `output:`), from the cluster's record."""
+        record = self.recorded(job) if self.recorded else None
+        if not record:
+            return None
+        run, url = record
+        key = layout.recorded_prefix(self.bucket, layout.job_prefix(self.s3, self.user, job), url)
+        if key is None:
+            return None
+        run = run or "output"
+        self._outside[(job, run)] = key
+        return run
+
     def run_prefix(self, job: str, run: str) -> str:
+        if (job, run) in self._outside:
+            return self._outside[(job, run)]
         return layout.run_prefix(self.s3, self.user, job, run)
 
     def objects(self, prefix: str, what: str) -> list[dict]:

@@ -81,6 +81,22 @@ def run_url(s3: dict, user: str, job: str, run: str) -> str:
     return f"s3://{outputs_bucket(s3)}/{run_prefix(s3, user, job, run)}"
 
 
+def recorded_prefix(bucket: str, job_prefix_: str, url: str | None) -> str | None:
+    """Where a job wrote when its spec named its own `output:` (the URL its job records): the key prefix in
+    the outputs bucket, or None when the URL is the layout's own (or unknown). A URL in another bucket is a
+    NotFound that names it: mlctl artifacts reads only the outputs bucket."""
+    if not url:
+        return None
+    other, key = parse_s3_url(url)
+    key = key if key.endswith("/") or not key else key + "/"
+    if other != bucket:
+        raise NotFound(f"the job wrote its outputs to {url}, outside the outputs bucket {bucket}",
+                       hint="its spec names that output; read it there with an S3 client")
+    if key.startswith(job_prefix_):
+        return None  # the layout's own run folder: the runs listing finds it
+    return key
+
+
 def split_job_path(arg: str) -> tuple[str, str]:
     """`JOB[/PATH]` -> (job, path inside the run); path may be empty."""
     job, _, path = arg.strip().partition("/")

@@ -19,7 +19,26 @@ def storage_of(f, owner: str | None = None):
     if owner and owner != storage.user:
         storage = copy.copy(storage)  # the Factory's stays the logged-in user's
         storage.user = owner
+        storage.recorded = None
+    else:
+        storage.recorded = lambda job: recorded_output(f, job)
     return storage
+
+
+def recorded_output(f, job: str) -> tuple[str | None, str] | None:
+    """(run id, output URL) that the job on the command's cluster recorded (annotations mlctl.io/run and
+    mlctl.io/output-url), None when it is gone or unreadable: how a job whose spec names its own `output:`
+    is found (docs/artifacts.md)."""
+    from mlctl.commands.train.common import jobs_for, target
+    from mlctl.errors import Forbidden, NotFound
+
+    try:
+        found = jobs_for(f, target(f)).get(job)
+    except (NotFound, Forbidden):
+        return None
+    notes = (found.get("metadata") or {}).get("annotations") or {}
+    url = notes.get("mlctl.io/output-url")
+    return (notes.get("mlctl.io/run"), url) if url else None
 
 FILE_COLUMNS = [
     Column("path", lambda o: o["path"], style="bold"),
