@@ -2,6 +2,8 @@
 
   submit:  `mlctl train SPEC` vs `kubectl create -f` of the same rendered YAML   (goal <= 1.3x)
   list:    `mlctl train list` vs `kubectl get tfjobs` with N jobs in a namespace  (goal <= 1.0x)
+  plugin:  `kubectl --context mlctl-local get pods` through mlctl's exec plugin vs the same kubeconfig with a
+           static token: the time the plugin adds to every kubectl call (for information)
 
 Both tools authenticate the same way (bob's Keycloak login; kubectl through mlctl's exec plugin), so the
 ratio compares the tools, not the credentials. The listed jobs are created suspended (runPolicy.suspend),
@@ -44,6 +46,32 @@ def timed(argv: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
+def exec_plugin_cost(kubectl: str, env: dict, home: Path, runs: int) -> tuple[float, float]:
+    """Median ms of `kubectl get pods` in bob's namespace through the mlctl-local context (exec plugin, cached
+    token) and through a copy of that context whose user holds the same token statically. The copy is 0600
+    in the bench's own directory and removed at once."""
+    import yaml
+
+    kubeconfig = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+    token = json.loads(run([MLCTL, "token", "--cluster", "local"], env).stdout)["status"]["token"]
+    context = next(c for c in kubeconfig["contexts"] if c["name"] == "mlctl-local")
+    static = {**kubeconfig, "users": [{"name": "static", "user": {"token": token}}],
+              "contexts": [{"name": "static", "context": {**context["context"], "user": "static"}}],
+              "current-context": "static"}
+    path = home / "static-kubeconfig"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(static))
+    try:
+        argv = [kubectl, "get", "pods", "-n", "u-bob"]
+        timed([*argv, "--context", "mlctl-local"], env)  # warm-up: the token is cached from here on
+        plugin = [timed([*argv, "--context", "mlctl-local"], env) for _ in range(runs)]
+        static_env = {**env, "KUBECONFIG": str(path)}
+        static_times = [timed(argv, static_env) for _ in range(runs)]
+    finally:
+        path.unlink(missing_ok=True)
+    return statistics.median(plugin) * 1000, statistics.median(static_times) * 1000
+
+
 def main() -> int:
     from bytecode import compile_package
 
@@ -64,6 +92,9 @@ def main() -> int:
     run([MLCTL, "sandbox", "login", "--admin"], env)
     run([MLCTL, "admin", "sync"], env)
     run([MLCTL, "sandbox", "login", "bob"], env)
+
+    # --- the exec plugin's share of a kubectl call -----------------------------------------------------
+    plugin_ms, static_ms = exec_plugin_cost(kubectl, env, home, args.runs * 4)
 
     # --- submit latency ------------------------------------------------------------------------------
     mlctl_times, kubectl_times, names = [], [], []
@@ -123,6 +154,8 @@ def main() -> int:
     print(f"  kubectl create -f         {statistics.median(kubectl_times) * 1000:8.1f} ms")
     print(f"  mlctl train list ({args.jobs})  {statistics.median(mlctl_list) * 1000:8.1f} ms")
     print(f"  kubectl get tfjobs        {statistics.median(kubectl_list) * 1000:8.1f} ms")
+    print(f"  kubectl get pods, plugin  {plugin_ms:8.1f} ms")
+    print(f"  kubectl get pods, static  {static_ms:8.1f} ms   (the plugin adds {plugin_ms - static_ms:.1f} ms)")
     print("ratios")
     print(f"  submit: mlctl / kubectl create    {submit:5.2f}x  (goal <= 1.1)")
     print(f"  list:   mlctl / kubectl get       {listing:5.2f}x  (goal <= 1.0)", flush=True)

@@ -23,3 +23,17 @@ kubectl --context mlctl-local get tfjobs     # plain kubectl works too, through 
 
 # Jobs that write under the platform's layout (s3://<outputs>/<user>/<job>/<run>/) are listed here.
 mlctl artifacts ls || true
+mlctl artifacts ls gan3d --cluster local
+
+# The trained generator, served with KServe: its model server runs as a real process behind the gateway,
+# and a prediction travels with bob's token for cluster local.
+mlctl serve delete gen3d --cluster local --yes 2>/dev/null || true
+mlctl serve create gen3d --model gan3d --cluster local --min-replicas 1 --max-replicas 2 --wait
+python3 -c 'import json; print(json.dumps({"instances": [{"noise": [0.1] * 16, "energy": 50.0}]}))' \
+  > "${TMPDIR:-/tmp}/gen3d-request.json"
+mlctl serve predict gen3d --cluster local --data "${TMPDIR:-/tmp}/gen3d-request.json" -v | python3 -c '
+import json, sys
+shower = json.load(sys.stdin)["predictions"][0]
+print(f"one shower of {len(shower)}x{len(shower[0])}x{len(shower[0][0])} cells, "
+      f"{sum(sum(sum(row) for row in plane) for plane in shower):.1f} GeV deposited")'
+mlctl serve list --cluster local
