@@ -95,8 +95,8 @@ def fit_now(f, spec, cluster: dict) -> Fit:
 
 
 def run_checks(f, spec, cluster: dict, t, jobs, command: str, *, skip: bool = False):
-    """Steps 2 and 3 at once, since none of them writes anything: the policy's answer, the quota, the PVCs
-    and the free capacity are read in parallel, then judged in the order above (a deny wins over a quota
+    """Steps 2 and 3 at once, since none of them writes anything: the policy is asked while the quota, the
+    PVCs and the free capacity are read, and they are judged in the order above (a deny wins over a quota
     that is exceeded). (decision or None, Fit or None); skip leaves out all but the quota (the bench)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -105,16 +105,23 @@ def run_checks(f, spec, cluster: dict, t, jobs, command: str, *, skip: bool = Fa
     if skip:
         check_quota(jobs, spec, cluster)
         return None, None
-    f.opa(), f.kube(cluster["name"])  # built once, before the threads share them
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="preflight") as pool:
+    f.opa(), f.kube(cluster["name"])  # built once, before a thread shares them
+    # The policy's answer comes from another server: it is asked from a thread of its own while this one
+    # reads the cluster over its one kept-alive connection (a connection per thread would pay a TLS
+    # handshake each).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
         policy = pool.submit(ask_policy, f, spec, cluster, t.user, command)
-        quota = pool.submit(check_quota, jobs, spec, cluster)
-        pvcs = pool.submit(check_pvcs, jobs.kube, spec, t.namespace, cluster["name"])
-        fit = pool.submit(fit_now, f, spec, cluster)
+        read: list = []
+        try:
+            check_quota(jobs, spec, cluster)
+            check_pvcs(jobs.kube, spec, t.namespace, cluster["name"])
+            read.append(fit_now(f, spec, cluster))
+        except Exception as e:  # noqa: BLE001 - judged after the policy's answer
+            read.append(e)
         decision = require(policy.result())
-        quota.result()
-        pvcs.result()
-        return decision, fit.result()
+    if isinstance(read[0], Exception):
+        raise read[0]
+    return decision, read[0]
 
 
 def skip_checks(f, check: bool) -> bool:
