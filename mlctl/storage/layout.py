@@ -92,9 +92,9 @@ def recorded_prefix(bucket: str, job_prefix_: str, url: str | None) -> str | Non
     if other != bucket:
         raise NotFound(f"the job wrote its outputs to {url}, outside the outputs bucket {bucket}",
                        hint="its spec names that output; read it there with an S3 client")
-    if key.startswith(job_prefix_):
+    if key.startswith(job_prefix_) and key != job_prefix_:
         return None  # the layout's own run folder: the runs listing finds it
-    return key
+    return key  # elsewhere, or the job's folder itself (`output: s3://<outputs>/<user>/<job>/`, no run folder)
 
 
 def split_job_path(arg: str) -> tuple[str, str]:

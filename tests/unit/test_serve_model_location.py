@@ -17,6 +17,12 @@ def test_an_explicit_output_in_the_outputs_bucket_is_its_own_prefix():
     assert layout.recorded_prefix("mlctl-outputs", job, "s3://mlctl-outputs/bob/explicit/") == "bob/explicit/"
 
 
+def test_an_explicit_output_that_is_the_jobs_own_folder_is_its_prefix():
+    """`output: s3://mlctl-outputs/bob/gan3d/` (the demo's): the files lie in the job's folder, in no run."""
+    job = layout.job_prefix(S3, "bob", "gan3d")
+    assert layout.recorded_prefix("mlctl-outputs", job, "s3://mlctl-outputs/bob/gan3d/") == "bob/gan3d/"
+
+
 def test_the_layouts_own_run_url_and_no_url_add_nothing():
     job = layout.job_prefix(S3, "bob", "gan3d")
     run_url = layout.run_url(S3, "bob", "gan3d", "20261201T100000Z-abcdef")
