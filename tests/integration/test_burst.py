@@ -21,6 +21,7 @@ import yaml
 
 from mlctl.sandbox import opa
 from tests.conftest import REPO, mlctl
+from tests.integration.support import admin_sync, logged_in
 
 pytestmark = pytest.mark.integration
 
@@ -32,33 +33,14 @@ CAROL_REASON = "cluster gcp is open only to members of burst-gcp or platform-adm
 @pytest.fixture(scope="module")
 def synced(sandbox, tmp_path_factory):
     """Every Keycloak user's namespace and quota on both clusters, by `mlctl admin sync` (cron's way)."""
-    from mlctl.sandbox import keycloak, procs
-
-    home = tmp_path_factory.mktemp("admin")
-    kc = keycloak.info(procs.State.load(sandbox.root))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLCTL_")},
-           "XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache"),
-           "XDG_STATE_HOME": str(home / "state"), "MLCTL_CLIENT_SECRET": kc["admin_client_secret"]}
-    for argv in ([MLCTL, "login", "--platform", str(sandbox.platform_file), "--client-credentials",
-                  "--client-id", kc["admin_client_id"], "--no-kubeconfig"], [MLCTL, "admin", "sync", "-o", "json"]):
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0, proc.stderr
+    admin_sync(sandbox, tmp_path_factory.mktemp("admin"))
     return True
 
 
 @pytest.fixture(scope="module")
 def people(sandbox, synced, tmp_path_factory):
     """{user: environment} for alice and carol, logged in."""
-    base = tmp_path_factory.mktemp("burst")
-    out = {}
-    for user in ("alice", "carol"):
-        env = {"XDG_CONFIG_HOME": str(base / user / "config"), "XDG_CACHE_HOME": str(base / user / "cache"),
-               "XDG_STATE_HOME": str(base / user / "state"), "KUBECONFIG": str(base / user / "kubeconfig"),
-               "MLCTL_SANDBOX_DIR": str(sandbox.root)}
-        r = mlctl("sandbox", "login", user, env=env)
-        assert r.code == 0, r.err
-        out[user] = env
-    return out
+    return logged_in(sandbox, tmp_path_factory.mktemp("burst"), ("alice", "carol"))
 
 
 def as_user(people, user: str, *args: str):

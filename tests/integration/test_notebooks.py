@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import mlctl
-from tests.integration.support import unavailable
+from tests.integration.support import admin_sync, logged_in, unavailable
 
 pytestmark = pytest.mark.integration
 MLCTL = str(Path(sys.executable).parent / "mlctl")
@@ -39,35 +39,16 @@ NS = "u-alice"
 @pytest.fixture(scope="module")
 def synced(sandbox, tmp_path_factory):
     """Every Keycloak user's namespace and quota, by `mlctl admin sync` (cron's way)."""
-    from mlctl.sandbox import keycloak, procs
-
     if sandbox.kube().find("CustomResourceDefinition", "notebooks.kubeflow.org") is None:
         unavailable("the sandbox has no Notebook API (the notebook-controller component)")
-    home = tmp_path_factory.mktemp("admin")
-    kc = keycloak.info(procs.State.load(sandbox.root))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLCTL_")},
-           "XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache"),
-           "XDG_STATE_HOME": str(home / "state"), "MLCTL_CLIENT_SECRET": kc["admin_client_secret"]}
-    for argv in ([MLCTL, "login", "--platform", str(sandbox.platform_file), "--client-credentials",
-                  "--client-id", kc["admin_client_id"], "--no-kubeconfig"], [MLCTL, "admin", "sync", "-o", "json"]):
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0, proc.stderr
+    admin_sync(sandbox, tmp_path_factory.mktemp("admin"))
     return True
 
 
 @pytest.fixture(scope="module")
 def people(sandbox, synced, tmp_path_factory):
     """{user: environment} for alice and bob, each logged in with a config of their own."""
-    base = tmp_path_factory.mktemp("notebooks")
-    out = {}
-    for user in ("alice", "bob"):
-        env = {"XDG_CONFIG_HOME": str(base / user / "config"), "XDG_CACHE_HOME": str(base / user / "cache"),
-               "XDG_STATE_HOME": str(base / user / "state"), "KUBECONFIG": str(base / user / "kubeconfig"),
-               "MLCTL_SANDBOX_DIR": str(sandbox.root)}
-        r = mlctl("sandbox", "login", user, env=env)
-        assert r.code == 0, r.err
-        out[user] = env
-    return out
+    return logged_in(sandbox, tmp_path_factory.mktemp("notebooks"), ("alice", "bob"))
 
 
 def as_user(people, user: str, *args: str, tty: bool = False):
