@@ -3,7 +3,9 @@
     .venv/bin/python bench/admin_sync.py [--users 10000] [--groups 200] [--state-dir DIR] [--keep]
 
 1. Starts (or reuses) a bench-only sandbox: its own clusters (DIR, default ~/.local/state/mlctl/bench-sandbox)
-   so 10,000 namespaces never land in the shared sandbox, and its own KDC + Keycloak (realm ml).
+   so 10,000 namespaces never land in the shared sandbox, and its own KDC + Keycloak (realm ml). Keycloak is
+   (re)started with the JVM's server JIT, as in production; the test sandbox's Keycloak stops at C1 (the
+   quick client compiler) to start sooner, which makes its steady state about half as fast.
 2. Scripts the directory: USERS users and GROUPS groups (each with a GPU quota attribute; every user in
    1-3 groups) through Keycloak's partial import, in batches.
 3. Times, on cluster `local`:
@@ -13,8 +15,9 @@
    Each phase also reads the API server's own count (`apiserver_request_total` from /metrics, before and
    after) of requests on the tenancy resources (namespaces, resourcequotas, rolebindings, limitranges,
    quotarequests; not subresources, so not the quota controller's status writes).
-4. Prints times, request counts and the ratios against the goals: no-op re-sync <= 0.2x kubectl's re-apply
-   with a constant number of LISTs (no per-namespace GETs); first sync <= 0.5x kubectl's first apply.
+4. Prints times, request counts and the ratios against the goals: no-op re-sync <= 5 s and <= 0.05x
+   kubectl's re-apply with a constant number of LISTs (no per-namespace GETs); first sync <= 0.2x kubectl's
+   first apply.
 
 Nothing here asserts: it prints one measurement; run it on a quiet machine.
 """
@@ -49,13 +52,21 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def start_platform(state_dir: Path) -> dict:
+def start_platform(state_dir: Path, fresh_clusters: bool = True) -> dict:
+    """The bench sandbox; fresh_clusters: its clusters start from an empty etcd, so that the first sync is a
+    first sync (Keycloak's database, with its scripted users, is kept)."""
+    import shutil
+
     from mlctl.sandbox import core, kdc, keycloak, procs
 
     began = time.monotonic()
+    if fresh_clusters:
+        core.down(state_dir)
+        shutil.rmtree(state_dir / "etcd", ignore_errors=True)
     info = core.up(state_dir)
     state = procs.State.load(state_dir)
-    kc = keycloak.start(state, kdc.start(state))
+    keycloak.stop(state)  # restarted with the server JIT, as a production Keycloak runs (the sandbox's stops at C1)
+    kc = keycloak.start(state, kdc.start(state), jvm_flags="")
     log(f"bench sandbox ready in {time.monotonic() - began:.0f} s ({state_dir})")
     return {"core": info, "kc": kc, "env": core.env(state_dir)}
 
@@ -211,6 +222,8 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path,
                         default=Path(os.path.expanduser("~/.local/state/mlctl/bench-sandbox")))
     parser.add_argument("--keep", action="store_true", help="Leave the bench sandbox running afterwards.")
+    parser.add_argument("--reuse-clusters", action="store_true",
+                        help="Keep the clusters' objects of an earlier run (the first sync is then no first sync).")
     args = parser.parse_args()
     try:
         measure(args)
@@ -224,7 +237,7 @@ def measure(args) -> None:
     from mlctl.sandbox import core
     from mlctl.sandbox import keycloak as sandbox_keycloak
 
-    platform = start_platform(args.state_dir)
+    platform = start_platform(args.state_dir, fresh_clusters=not args.reuse_clusters)
     kc, env = platform["kc"], platform["env"]
     populate(kc, args.users, args.groups)
     work = Path(tempfile.mkdtemp(prefix="mlctl-bench-"))
@@ -261,7 +274,8 @@ def measure(args) -> None:
         "kubectl": {"first": {"seconds": round(k_first_s, 2), "requests": k_first, "serverCounted": s_k_first},
                     "again": {"seconds": round(k_again_s, 2), "requests": k_again, "serverCounted": s_k_again}},
         "ratios": {"first": round(first_s / k_first_s, 3), "noop": round(again_s / k_again_s, 3)},
-        "goals": {"first <= 0.5": first_s / k_first_s <= 0.5, "noop <= 0.2": again_s / k_again_s <= 0.2,
+        "goals": {"first <= 0.2": first_s / k_first_s <= 0.2, "noop <= 0.05": again_s / k_again_s <= 0.05,
+                  "noop <= 5 s": again_s <= 5,
                   "noop LISTs": lists, "noop per-namespace GETs": gets},
     }
     print(json.dumps(result, indent=2))

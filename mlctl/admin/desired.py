@@ -106,6 +106,7 @@ def desired_state(directory: Directory, requests: Iterable[dict], settings: Sett
     out: dict[Key, dict] = {}
     namespaces: dict[str, str] = {}
     held: set[str] = set()
+    quotas: dict[tuple[str, ...], tuple[dict[str, str], str]] = {}  # group set -> (hard, sources annotation)
     for user in users:
         ns = user_namespace(user)
         if ns in namespaces:
@@ -129,8 +130,15 @@ def desired_state(directory: Directory, requests: Iterable[dict], settings: Sett
             problems.append(Problem(f"quotarequest {ns}/{name}", str(e)))
             held.add(ns)
             continue
-        eff = effective(settings.default, {g: grants[g] for g in mine if g in grants}, request_grants,
-                        {g: grant_clusters(directory.groups[g]) for g in mine if g in grants})
-        quota = objects.resource_quota(user, eff)
+        # users of the same groups without requests share one quota: computed once per group set
+        shared = None if request_grants else tuple(mine)
+        quota_fields = quotas.get(shared) if shared is not None else None
+        if quota_fields is None:
+            eff = effective(settings.default, {g: grants[g] for g in mine if g in grants}, request_grants,
+                            {g: grant_clusters(directory.groups[g]) for g in mine if g in grants})
+            quota_fields = (eff.hard_text(), eff.annotation())
+            if shared is not None:
+                quotas[shared] = quota_fields
+        quota = objects.resource_quota(user, *quota_fields)
         out[key_of(quota)] = quota
     return DesiredState(out, namespaces, problems, held)

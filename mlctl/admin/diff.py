@@ -72,18 +72,20 @@ def _cached_fields_paths(fields: dict) -> frozenset:
     if paths is None:
         if len(_PATHS_CACHE) > 4096:
             _PATHS_CACHE.clear()
-        paths = _PATHS_CACHE[key] = frozenset(_fields_paths(fields))
+        paths = _PATHS_CACHE[key] = frozenset(_fields_paths(fields)) - SERVER_SET
     return paths
 
 
-def managed_paths(live: dict, manager: str) -> set[Path] | None:
+def managed_paths(live: dict, manager: str) -> frozenset[Path] | None:
     """The leaf paths manager owns on live (through Apply, or through the Update of its create), or None
     when it owns none."""
-    entries = (live.get("metadata") or {}).get("managedFields") or []
-    paths: set[Path] | None = None
-    for i in _own_entries(live, manager, "Apply") + _own_entries(live, manager, "Update"):
-        paths = (paths or set()) | _cached_fields_paths(entries[i].get("fieldsV1") or {})
-    return None if paths is None else paths - SERVER_SET
+    paths: frozenset[Path] | None = None
+    for e in (live.get("metadata") or {}).get("managedFields") or []:
+        if (e.get("manager") == manager and e.get("operation") in ("Apply", "Update")
+                and not e.get("subresource")):
+            own = _cached_fields_paths(e.get("fieldsV1") or {})
+            paths = own if paths is None else paths | own
+    return paths
 
 
 def _union(a: dict, b: dict) -> dict:
@@ -146,18 +148,31 @@ def _quantity(value) -> Decimal | None:
         return None
 
 
+_MISSING = object()
+
+
 def same(desired, live) -> bool:
     """desired is contained in live: dicts by key (extra live keys allowed), lists item by item,
-    scalars equal or equal as quantities."""
+    scalars equal or equal as quantities. Equal values are not walked (most of a no-op sync's fields)."""
+    if desired == live:
+        return True
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and same(v, live[k]) for k, v in desired.items())
+        if not isinstance(live, dict):
+            return False
+        for key, value in desired.items():
+            have = live.get(key, _MISSING)
+            if have is _MISSING or (value != have and not same(value, have)):
+                return False
+        return True
     if isinstance(desired, list):
         return (isinstance(live, list) and len(desired) == len(live)
                 and all(same(d, lv) for d, lv in zip(desired, live, strict=True)))
-    if desired == live:
-        return True
     a, b = _quantity(desired), _quantity(live)
     return a is not None and b is not None and a == b
+
+
+# (owned paths, wanted paths) -> the owned paths mlctl no longer sets: objects of one kind share a few pairs
+_STALE_CACHE: dict[tuple[frozenset, frozenset], list[Path]] = {}
 
 
 def needs_apply(desired: dict, live: dict | None, manager: str) -> str | None:
@@ -175,8 +190,12 @@ def needs_apply(desired: dict, live: dict | None, manager: str) -> str | None:
     owned = managed_paths(live, manager)
     if owned is None:
         return f"update: not yet managed by {manager}"
-    wanted = desired_paths(desired)
-    stale = sorted(_uncovered(owned, wanted))
+    wanted = frozenset(desired_paths(desired))
+    stale = _STALE_CACHE.get((owned, wanted))
+    if stale is None:
+        if len(_STALE_CACHE) > 4096:
+            _STALE_CACHE.clear()
+        stale = _STALE_CACHE[(owned, wanted)] = sorted(_uncovered(owned, wanted))
     if stale:
         return f"update: stop managing {'.'.join(stale[0])}"
     return None

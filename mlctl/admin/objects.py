@@ -27,7 +27,6 @@ from mlctl.quota import (
     BUILTIN_DEFAULT,
     QUOTA_NAME,
     SOURCES_ANNOTATION,
-    Effective,
     QuotaError,
     parse_resources,
 )
@@ -124,12 +123,12 @@ def owner_binding(user: str, settings: Settings) -> dict:
     }
 
 
-def resource_quota(user: str, eff: Effective) -> dict:
+def resource_quota(user: str, hard: dict[str, str], sources: str) -> dict:
+    """hard: Effective.hard_text(); sources: Effective.annotation()."""
     return {
         "apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": _meta(QUOTA_NAME, user_namespace(user), user,
-                          annotations={SOURCES_ANNOTATION: eff.annotation()}),
-        "spec": {"hard": eff.hard_text()},
+        "metadata": _meta(QUOTA_NAME, user_namespace(user), user, annotations={SOURCES_ANNOTATION: sources}),
+        "spec": {"hard": dict(hard)},
     }
 
 

@@ -14,6 +14,7 @@ Namespaces of users who left are reported; `--prune` deletes those holding no wo
 
 from __future__ import annotations
 
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -136,6 +137,15 @@ def sync_cluster(api, directory, settings: Settings, opts: SyncOptions, io=None,
         result.requests = api.requests
         return result
     directory = directory() if callable(directory) else directory
+    gc.freeze()  # the listed objects and the directory live to the end: the collector need not walk them
+    try:
+        return _reconcile(api, directory, listed, settings, opts, result, guard, note)
+    finally:
+        gc.unfreeze()
+
+
+def _reconcile(api, directory, listed: dict, settings: Settings, opts: SyncOptions, result: ClusterResult,
+               guard: Guard, note) -> ClusterResult:
     requests = listed["QuotaRequest"]
     live: dict[Key, dict] = {}
     for kind in LISTED_KINDS:

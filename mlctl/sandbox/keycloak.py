@@ -258,8 +258,12 @@ def _ready(management_url: str, ca_file: str) -> bool:
         return False
 
 
-def start(state: procs.State, kdc_info: dict, *, timeout: float = 180) -> dict:
+USER_CACHE = 100_000  # users kept in Keycloak's cache: above any directory the sandbox or its benches hold
+
+
+def start(state: procs.State, kdc_info: dict, *, timeout: float = 180, jvm_flags: str | None = None) -> dict:
     """Build (once), start (unless running) and set up Keycloak; return its issuer, url, client ids, CA file.
+    jvm_flags: instead of _JVM_FLAGS (C1 only, for a fast start); "" gives the JVM's own server JIT.
 
     The returned dict also carries "startup_seconds" (time from launch to a ready realm, 0.0 if it was
     already running).
@@ -281,6 +285,9 @@ def start(state: procs.State, kdc_info: dict, *, timeout: float = 180) -> dict:
             f"--hostname={out['url']}", "--http-enabled=false", "--http-host=127.0.0.1",
             f"--https-port={port}", f"--https-certificate-file={crt}", f"--https-certificate-key-file={key}",
             f"--http-management-port={mgmt_port}", "--cache=local",
+            # Keycloak's user cache holds 10,000 users by default; a full read of a larger directory (admin
+            # sync) then evicts each user before it is read again, and every user becomes database queries.
+            f"--cache-embedded-users-max-count={USER_CACHE}",
             f"--db-url=jdbc:h2:file:{paths['db']};NON_KEYWORDS=VALUE",
         ]
         env = {
@@ -293,8 +300,8 @@ def start(state: procs.State, kdc_info: dict, *, timeout: float = 180) -> dict:
             "JAVA_OPTS_APPEND": " ".join([
                 f"-Djava.security.krb5.conf={kdc_info['krb5_conf']}",
                 f"-Dquarkus.transaction-manager.object-store.directory={paths['dir'] / 'transaction-logs'}",
-                _JVM_FLAGS,
-            ]),
+                _JVM_FLAGS if jvm_flags is None else jvm_flags,
+            ]).strip(),
         }
         state.start(PROCESS, argv, env=env, cwd=paths["dir"])
     procs.wait_until(lambda: _ready(out["management_url"], out["ca_file"]), timeout,
