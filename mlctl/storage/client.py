@@ -199,15 +199,16 @@ class Storage:
             return run
         runs = self.runs(job)
         if not runs:
-            outside = self._recorded_run(job)
+            outside = self.recorded_run(job)
             if outside:
                 return outside
             raise layout.no_runs(job)
         return runs[-1]
 
-    def _recorded_run(self, job: str) -> str | None:
-        """The run of a job that wrote outside the layout (its spec's `output:`), from the cluster's record."""
-        record = self.recorded(job) if self.recorded else None
+    def recorded_run(self, job: str, record: tuple[str | None, str] | None = None) -> str | None:
+        """The run of a job that wrote outside the layout (its spec's `output:`), from the cluster's record
+        (record: that (run id, URL) when the caller has it); run_prefix(job, run) then gives where."""
+        record = record or (self.recorded(job) if self.recorded else None)
         if not record:
             return None
         run, url = record
@@ -217,6 +218,10 @@ class Storage:
         run = run or "output"
         self._outside[(job, run)] = key
         return run
+
+    def has_objects(self, prefix: str, what: str) -> bool:
+        with self.errors(what):
+            return bool(self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"))
 
     def run_prefix(self, job: str, run: str) -> str:
         if (job, run) in self._outside:

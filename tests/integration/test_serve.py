@@ -141,6 +141,10 @@ def test_a_job_whose_spec_names_its_output_is_found_too(sandbox, served):
         assert obj["spec"]["predictor"]["model"]["modelFormat"]["name"] == "3dgan"  # from its model.json
         listed = mlctl("artifacts", "ls", job, "-o", "name", env=env)  # artifacts finds it there as well
         assert listed.code == 0 and f"{job}/model/model.json" in listed.out.splitlines(), listed.err
+        every = mlctl("artifacts", "ls", "-o", "json", env=env)  # and among the jobs with outputs
+        assert every.code == 0, every.err
+        mine = [j for j in json.loads(every.out) if j["job"] == job]
+        assert [j["url"] for j in mine] == [f"s3://mlctl-outputs/{prefix}"], every.out
     finally:
         mlctl("train", "delete", job, "--cluster", "local", "--yes", env=env)
 

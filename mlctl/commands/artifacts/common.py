@@ -40,6 +40,27 @@ def recorded_output(f, job: str) -> tuple[str | None, str] | None:
     url = notes.get("mlctl.io/output-url")
     return (notes.get("mlctl.io/run"), url) if url else None
 
+def recorded_outputs(f) -> dict[str, tuple[str | None, str]]:
+    """job -> (run id, output URL) for each of the user's jobs on the command's cluster that records an output
+    URL; {} when the cluster cannot be read (the S3 listing is still worth showing)."""
+    from mlctl.commands.train.common import jobs_for, target
+    from mlctl.errors import MlctlError
+
+    try:
+        found = jobs_for(f, target(f)).list()
+    except MlctlError as e:
+        import logging
+
+        logging.getLogger(__name__).info("jobs with their own output not looked up: %s", e.message)
+        return {}
+    out = {}
+    for job in found:
+        notes = (job.get("metadata") or {}).get("annotations") or {}
+        if notes.get("mlctl.io/output-url"):
+            out[job["metadata"]["name"]] = (notes.get("mlctl.io/run"), notes["mlctl.io/output-url"])
+    return out
+
+
 FILE_COLUMNS = [
     Column("path", lambda o: o["path"], style="bold"),
     Column("size", lambda o: o["size"]),

@@ -10,6 +10,7 @@ from mlctl.cli import mlctl_command
 from mlctl.commands.artifacts.common import (
     FILE_COLUMNS,
     file_rows,
+    recorded_outputs,
     run_files,
     run_option,
     storage_of,
@@ -56,6 +57,18 @@ def run(f, opts: Options) -> None:
                 rows.append({"job": job, "runs": len(runs), "latest": runs[-1],
                              "submitted": layout.run_time(runs[-1]),
                              "url": storage.url(layout.job_prefix(storage.s3, storage.user, job))})
+        # jobs whose spec named its own output wrote outside the runs layout: the cluster's record says where
+        listed = {r["job"] for r in rows}
+        records = recorded_outputs(f) if storage.recorded else {}
+        for job, record in sorted(records.items()):
+            run_id = None if job in listed else storage.recorded_run(job, record)
+            if run_id is None:
+                continue
+            prefix = storage.run_prefix(job, run_id)
+            if storage.has_objects(prefix, f"listing the outputs of job {job}"):
+                rows.append({"job": job, "runs": 1, "latest": run_id, "submitted": layout.run_time(run_id),
+                             "url": storage.url(prefix)})
+        rows.sort(key=lambda r: r["job"])
         print_list(f.io, rows, JOB_COLUMNS, opts.output, name=lambda j: j["job"],
                    empty="No job outputs found.")
         return
