@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlctl import yamlio
 from mlctl.errors import NotFound, UsageError
 from mlctl.formats import OUTPUT_FORMATS
 from mlctl.paths import config_dir
@@ -44,7 +45,7 @@ def _load_yaml(path: Path, what: str) -> Any:
     except OSError as e:
         raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e
     try:
-        return yaml.safe_load(text)
+        return yamlio.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -250,7 +251,7 @@ def adopt_platform(f) -> bool:
         except OSError as e:
             raise NotFound(f"cannot read platform document {value}: {e.strerror}") from e
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text)
     except yaml.YAMLError as e:
         raise UsageError(f"{value}: platform document is not valid YAML") from e
     platform = Platform.parse(doc, Path(value) if not value.startswith("http") else None)

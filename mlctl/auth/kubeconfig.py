@@ -11,6 +11,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from mlctl import yamlio
+
 
 def default_path(env=None) -> Path:
     value = (os.environ if env is None else env).get("KUBECONFIG")
@@ -38,7 +40,7 @@ def write_contexts(path: Path, platform: str, clusters: list[dict], namespace: s
 
     doc = {}
     if path.exists():
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yamlio.load(path.read_text()) or {}
     doc.setdefault("apiVersion", "v1")
     doc.setdefault("kind", "Config")
     for key in ("clusters", "users", "contexts"):

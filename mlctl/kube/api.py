@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
+from mlctl import yamlio
 from mlctl.kube.errors import from_status
 from mlctl.kube.kinds import KINDS, Kind, kind
 
@@ -433,7 +434,7 @@ def from_kubeconfig(path: str, context: str | None = None, *, cluster: str | Non
     from mlctl.errors import NotFound, UsageError
 
     try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
+        doc = yamlio.load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise UsageError(f"cannot read kubeconfig {path}: {str(e).splitlines()[0]}",
                          hint="pass a readable kubeconfig") from e
@@ -477,7 +478,7 @@ def contexts(path: str) -> list[str]:
 
     try:
         with open(path) as fh:
-            doc = yaml.safe_load(fh) or {}
+            doc = yamlio.load(fh.read()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise UsageError(f"cannot read kubeconfig {path}: {str(e).splitlines()[0]}",
                          hint="pass --kubeconfig (or MLCTL_ADMIN_KUBECONFIG) naming a readable kubeconfig") from e
