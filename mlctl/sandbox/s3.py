@@ -252,6 +252,8 @@ def _argv(exe: Path, root: Path, port: int, crt: Path, key: Path) -> list[str]:
     return [
         str(exe), f"--port=127.0.0.1:{port}", f"--cert={crt}", f"--key={key}",
         f"--iam-dir={home / 'iam'}", f"--region={REGION}", "--health=/health",
+        # kept-alive connections, as S3 services keep them (versitygw closes each one after a request unless told)
+        "--keep-alive",
         "posix", str(home / "data"),
     ]
 

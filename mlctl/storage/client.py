@@ -165,6 +165,7 @@ class Storage:
         # (set by the artifacts verbs; None: only the layout is looked at)
         self.recorded = None
         self._outside: dict[tuple[str, str], str] = {}
+        self.small = None  # the lean client for small objects (make_lean), when for_user made this Storage
 
     def errors(self, what: str):
         return s3_errors(what, self.endpoint)
@@ -283,4 +284,15 @@ def for_user(f, pool: int = POOL_SIZE) -> Storage:
     cluster = f.cluster_name()
     namespace = f.config.get("namespace") or user_namespace(user)
     creds = read_credentials(f.kube(cluster), namespace, cluster)
-    return Storage(make_client(s3, creds, verify=ca_file(f.platform, s3, f.env), pool=pool), s3, user)
+    verify = ca_file(f.platform, s3, f.env)
+    storage = Storage(make_client(s3, creds, verify=verify, pool=pool), s3, user)
+    storage.small = make_lean(s3, creds, verify=verify)
+    return storage
+
+
+def make_lean(s3: dict, creds: Credentials, *, verify: str | bool | None = None):
+    """The client for small objects (storage/lean.py), with the same endpoint, credentials, CA and timeouts."""
+    from mlctl.storage.lean import LeanS3
+
+    return LeanS3(s3, creds.access_key, creds.secret_key, verify=verify, connect_timeout=CONNECT_TIMEOUT,
+                  read_timeout=READ_TIMEOUT)

@@ -13,6 +13,9 @@ Downloads (docs/artifacts.md, "Transfers"):
 
 Uploads: small files one PutObject each on the thread pool; large ones through s3transfer (boto3's
 TransferConfig: multipart above MULTIPART_THRESHOLD, CHUNK parts, several in parallel).
+
+Objects up to SMALL_OBJECT go through the lean client (storage/lean.py: botocore's signer, one kept-alive
+connection per thread), whose requests cost half the CPU of botocore's; the rest through botocore.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ MiB = 1024 * 1024
 CHUNK = 8 * MiB
 MULTIPART_THRESHOLD = 16 * MiB
 RESUME_MIN = 1 * MiB  # smaller files restart instead of resuming (no .part.json for them)
+SMALL_OBJECT = 1 * MiB  # up to this size, an object is one request of the lean client (storage/lean.py)
 WORKERS = 16
 READ_BLOCK = 1 * MiB
 TRIES = 4
@@ -265,9 +269,11 @@ class _Transfers:
     multipart threshold, and the cancel event Ctrl-C sets."""
 
     def __init__(self, client, bucket: str, endpoint: str, progress: Progress, *, workers: int = WORKERS,
-                 chunk: int = CHUNK, threshold: int = MULTIPART_THRESHOLD):
+                 chunk: int = CHUNK, threshold: int = MULTIPART_THRESHOLD, small=None):
         self.client, self.bucket, self.endpoint, self.progress = client, bucket, endpoint, progress
         self.workers, self.chunk, self.threshold = workers, chunk, threshold
+        # objects up to SMALL_OBJECT bytes: the lean client (storage/lean.py) when one is given
+        self.small = small or client
         self.cancel = threading.Event()
 
 
@@ -356,7 +362,8 @@ class Downloader(_Transfers):
             extra = {} if whole else {"Range": f"bytes={pos[0]}-{end - 1}"}
             if item.etag:
                 extra["IfMatch"] = f'"{item.etag}"'  # the object changed since we listed it: 412, not a mix
-            body = self.client.get_object(Bucket=self.bucket, Key=item.key, **extra)["Body"]
+            client = self.small if item.size <= SMALL_OBJECT else self.client
+            body = client.get_object(Bucket=self.bucket, Key=item.key, **extra)["Body"]
             try:
                 while pos[0] < end:
                     if self.cancel.is_set():
@@ -437,8 +444,9 @@ class Uploader(_Transfers):
 
     def _small(self, item: Upload) -> None:
         def attempt() -> None:
+            client = self.small if item.size <= SMALL_OBJECT else self.client
             with open(item.src, "rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body)
+                client.put_object(Bucket=self.bucket, Key=item.key, Body=body)
 
         _retrying(f"uploading {item.name}", self.endpoint, self.cancel, attempt)
         self.progress.advance(item.size, item.name, item.size)

@@ -59,7 +59,7 @@ def run(f, opts: Options) -> None:
         f.io.note(f"run {run_id} of job {job} has no files")
         return
     progress = Progress(f.io, "get", len(items), sum(i.size for i in items), verbose=opts.verbose)
-    downloader = Downloader(storage.client, storage.bucket, storage.endpoint, progress)
+    downloader = Downloader(storage.client, storage.bucket, storage.endpoint, progress, small=storage.small)
     with progress:
         downloader.run(items)
     if downloader.resumed:

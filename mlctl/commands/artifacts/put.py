@@ -59,7 +59,7 @@ def run(f, opts: Options) -> None:
                     src.stat().st_size) for src, name in files]
     progress = Progress(f.io, "put", len(items), sum(i.size for i in items), verbose=opts.verbose)
     with progress:
-        Uploader(storage.client, storage.bucket, storage.endpoint, progress).run(items)
+        Uploader(storage.client, storage.bucket, storage.endpoint, progress, small=storage.small).run(items)
     if opts.output in ("table", "wide"):
         f.io.note(f"uploaded {progress.summary()} to job {job}, run {run_id}")
         return
