@@ -16,6 +16,11 @@ Both load tools' percentiles are computed the same way (nearest rank) from every
 `-o csv` rows, mlctl's own figures); throughput is requests / duration. Goals: mlctl's throughput >= 0.9x
 hey's, its p50 and p99 within 10% of hey's, and predict's request latency <= 1.2x curl's time_total (the
 process's whole wall time is printed beside it). The figures are printed even when cleanup fails.
+
+Each round also prints the CPU seconds the load tool itself used: on 2 cores the model server shares the
+CPU with the load tool, so how a tool's threads spread over the cores changes the server it measures.
+Both tools are therefore pinned to the same CPU (`taskset -c 1`; BENCH_CLIENT_CPUS= to turn it off, or
+another list), so the server gets the same share from either.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ MLCTL = str(Path(sys.executable).parent / "mlctl")
 DURATION = int(os.environ.get("BENCH_DURATION", "30"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+# both load tools run under `taskset -c CPUS` (default 1, on a machine of 2 CPUs or more; "" for none), so each
+# leaves the model server the same CPU
+CLIENT_CPUS = os.environ.get("BENCH_CLIENT_CPUS", "1" if (os.cpu_count() or 1) >= 2 else "")
+PIN = ["taskset", "-c", CLIENT_CPUS] if CLIENT_CPUS else []
 PREDICTS = int(os.environ.get("BENCH_PREDICTS", "15"))
 NOISE = [round(0.1 * ((i * 7) % 11 - 5), 3) for i in range(16)]
 
@@ -56,8 +65,16 @@ def percentile(values: list[float], p: float) -> float:
     return nearest_rank(sorted(values), p)
 
 
+def child_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def hey_run(hey: Path, url: str, token: str, data: Path) -> dict:
-    argv = [str(hey), "-z", f"{DURATION}s", "-c", str(CONCURRENCY), "-m", "POST", "-T", "application/json",
+    began = child_cpu()
+    argv = [*PIN, str(hey), "-z", f"{DURATION}s", "-c", str(CONCURRENCY), "-m", "POST", "-T", "application/json",
             "-H", f"Authorization: Bearer {token}", "-D", str(data), "-o", "csv", url]
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
@@ -66,15 +83,17 @@ def hey_run(hey: Path, url: str, token: str, data: Path) -> dict:
     times = [float(r["response-time"]) for r in rows]
     errors = sum(1 for r in rows if r.get("status-code") != "200")
     return {"requests": len(rows), "errors": errors, "rps": len(rows) / DURATION,
-            "p50": percentile(times, 50) * 1000, "p99": percentile(times, 99) * 1000}
+            "p50": percentile(times, 50) * 1000, "p99": percentile(times, 99) * 1000,
+            "cpu": child_cpu() - began}
 
 
 def mlctl_run(env: dict, name: str, data: Path) -> dict:
-    proc = sh([MLCTL, "serve", "load", name, "--data", str(data), "-c", str(CONCURRENCY), "-d", str(DURATION),
+    began = child_cpu()
+    proc = sh([*PIN, MLCTL, "serve", "load", name, "--data", str(data), "-c", str(CONCURRENCY), "-d", str(DURATION),
                "-o", "json"], env)
     s = json.loads(proc.stdout)
     return {"requests": s["requests"], "errors": sum(s["errors"].values()), "rps": s["requests"] / DURATION,
-            "p50": s["latencyMs"]["p50"], "p99": s["latencyMs"]["p99"]}
+            "p50": s["latencyMs"]["p50"], "p99": s["latencyMs"]["p99"], "cpu": child_cpu() - began}
 
 
 def predict_pairs(env: dict, name: str, url: str, token: str, ca: str, data: Path) -> dict:
@@ -170,11 +189,12 @@ def report(figures: dict) -> None:
     if "load" in figures:
         h, m = figures["load"]["hey"], figures["load"]["mlctl"]
         print(f"serve load vs hey: {len(h)} rounds of {DURATION}s at concurrency {CONCURRENCY}")
-        print(f"{'round':<7}{'tool':<7}{'requests':>9}{'errors':>8}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        print(f"{'round':<7}{'tool':<7}{'requests':>9}{'errors':>8}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu s':>9}"
+              + (f"   (both pinned to CPU {CLIENT_CPUS})" if CLIENT_CPUS else ""))
         for i, (a, b) in enumerate(zip(h, m, strict=False), 1):
             for tool, x in (("hey", a), ("mlctl", b)):
                 print(f"{i:<7}{tool:<7}{x['requests']:>9}{x['errors']:>8}{x['rps']:>9.1f}{x['p50']:>9.1f}"
-                      f"{x['p99']:>9.1f}")
+                      f"{x['p99']:>9.1f}{x['cpu']:>9.1f}")
         rps = sum(x["rps"] for x in m) / sum(x["rps"] for x in h)
         p50 = statistics.mean(x["p50"] for x in m) / statistics.mean(x["p50"] for x in h)
         p99 = statistics.mean(x["p99"] for x in m) / statistics.mean(x["p99"] for x in h)
