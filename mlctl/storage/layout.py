@@ -9,8 +9,8 @@ again writes beside its last run instead of over it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
-import secrets
 
 from mlctl.errors import NotFound, UsageError
 
@@ -25,7 +25,7 @@ MAX_PRESIGN_SECONDS = 7 * 86400  # SigV4's limit for a presigned URL
 def new_run_id(now: dt.datetime | None = None, token: str | None = None) -> str:
     """A run id: UTC timestamp to the second + 6 hex digits (two submissions in one second differ)."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{token or secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{token or os.urandom(3).hex()}"
 
 
 def is_run_id(text: str) -> bool:

@@ -98,7 +98,7 @@ def run_checks(f, spec, cluster: dict, t, jobs, command: str, *, skip: bool = Fa
     """Steps 2 and 3 at once, since none of them writes anything: the policy is asked while the quota, the
     PVCs and the free capacity are read, and they are judged in the order above (a deny wins over a quota
     that is exceeded). (decision or None, Fit or None); skip leaves out all but the quota (the bench)."""
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
 
     from mlctl.policy import require
 
@@ -109,16 +109,28 @@ def run_checks(f, spec, cluster: dict, t, jobs, command: str, *, skip: bool = Fa
     # The policy's answer comes from another server: it is asked from a thread of its own while this one
     # reads the cluster over its one kept-alive connection (a connection per thread would pay a TLS
     # handshake each).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
-        policy = pool.submit(ask_policy, f, spec, cluster, t.user, command)
-        read: list = []
+    # (a plain thread: concurrent.futures would add its import to every submission)
+    answer: list = []
+
+    def asked() -> None:
         try:
-            check_quota(jobs, spec, cluster)
-            check_pvcs(jobs.kube, spec, t.namespace, cluster["name"])
-            read.append(fit_now(f, spec, cluster))
-        except Exception as e:  # noqa: BLE001 - judged after the policy's answer
-            read.append(e)
-        decision = require(policy.result())
+            answer.append(ask_policy(f, spec, cluster, t.user, command))
+        except BaseException as e:  # noqa: BLE001 - re-raised on the command's thread
+            answer.append(e)
+
+    policy = threading.Thread(target=asked, name="preflight-policy", daemon=True)
+    policy.start()
+    read: list = []
+    try:
+        check_quota(jobs, spec, cluster)
+        check_pvcs(jobs.kube, spec, t.namespace, cluster["name"])
+        read.append(fit_now(f, spec, cluster))
+    except Exception as e:  # noqa: BLE001 - judged after the policy's answer
+        read.append(e)
+    policy.join()
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    decision = require(answer[0])
     if isinstance(read[0], Exception):
         raise read[0]
     return decision, read[0]
