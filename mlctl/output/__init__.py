@@ -73,6 +73,18 @@ def to_yaml(data: Any) -> str:
     return yaml.safe_dump(json.loads(to_json(data)), sort_keys=False, default_flow_style=False)
 
 
+def stream_lines(io: IO, lines, stopped: str) -> None:
+    """Write log lines as they come (flushed: `logs -f` is read live); Ctrl-C notes `stopped` (what keeps
+    running) and goes on as an interrupt."""
+    try:
+        for line in lines:
+            io.stdout.write(line)
+            io.stdout.flush()
+    except KeyboardInterrupt:
+        io.note(stopped)
+        raise
+
+
 def print_object(io: IO, obj: Any, fmt: str, *, name: str | None = None,
                  render: Callable[[IO, Any], None] | None = None) -> None:
     """One object: json/yaml in full; name as kind/name; table/wide through render (or yaml)."""

@@ -13,13 +13,10 @@ controller-manager's persistentvolume-binder binds; a released one is deleted. W
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -253,26 +250,11 @@ def _notebook_owner(obj: dict) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlctl.sandbox.notebookcontroller")
-    parser.add_argument("--config", required=True, type=Path)
-    opts = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    cfg = json.loads(opts.config.read_text())
-    ready = opts.config.parent / "ready"
-    with contextlib.suppress(FileNotFoundError):
-        ready.unlink()
-    controller = Controller(cfg)
+    from mlctl.sandbox.procs import controller_main
 
-    def stop(signum, frame):
-        controller.stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("notebooks on %s; claims of class %s on %s", ", ".join(controller.notebook_clusters),
-             nbs.STORAGE_CLASS, ", ".join(controller.volume_clusters))
-    controller.run(ready)
-    log.info("stopped")
-    return 0
+    return controller_main("python -m mlctl.sandbox.notebookcontroller", argv, Controller,
+                           lambda c: f"notebooks on {', '.join(c.notebook_clusters)}; claims of class "
+                                     f"{nbs.STORAGE_CLASS} on {', '.join(c.volume_clusters)}")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,11 @@ At most maxPods processes run at once; the others stay Pending with an event say
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import ctypes
 import datetime as dt
 import ipaddress
-import json
 import logging
 import os
 import queue
@@ -1064,25 +1062,10 @@ def _insecure():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlctl.sandbox.podrunner")
-    parser.add_argument("--config", required=True, type=Path)
-    opts = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    cfg = json.loads(opts.config.read_text())
-    ready = opts.config.parent / "ready"
-    with contextlib.suppress(FileNotFoundError):
-        ready.unlink()
-    runner = Runner(cfg)
+    from mlctl.sandbox.procs import controller_main
 
-    def stop(signum, frame):
-        runner.stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("watching pods of %s; at most %d real pods", ", ".join(runner.kubes), runner.max_pods)
-    runner.run(ready)
-    log.info("stopped")
-    return 0
+    return controller_main("python -m mlctl.sandbox.podrunner", argv, Runner,
+                           lambda r: f"watching pods of {', '.join(r.kubes)}; at most {r.max_pods} real pods")
 
 
 if __name__ == "__main__":

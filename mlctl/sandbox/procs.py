@@ -292,3 +292,34 @@ def interpreter() -> str:
 
     stable = Path(sys.prefix) / "bin" / "python"
     return str(stable) if stable.is_file() and os.access(stable, os.X_OK) else sys.executable
+
+
+def controller_main(prog: str, argv: list[str] | None, make: Callable[[dict], object], started: Callable) -> int:
+    """main() of a sandbox controller run as `python -m PROG --config FILE` (the pod runner, the notebook
+    controller): logs on stdout, make(config) builds it (it has a `stopping` Event and `run(ready_file)`,
+    which writes <config dir>/ready once it serves), started(it) returns the first log line; SIGTERM and
+    SIGINT stop it."""
+    import argparse
+    import logging
+    import sys
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config", required=True, type=Path)
+    opts = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    log = logging.getLogger(prog.split()[-1])
+    cfg = json.loads(opts.config.read_text())
+    ready = opts.config.parent / "ready"
+    with contextlib.suppress(FileNotFoundError):
+        ready.unlink()
+    controller = make(cfg)
+
+    def stop(signum, frame):
+        controller.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("%s", started(controller))
+    controller.run(ready)
+    log.info("stopped")
+    return 0

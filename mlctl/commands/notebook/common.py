@@ -122,3 +122,13 @@ def wait_ready(f, t: Target, nb: dict, timeout: float | None) -> dict:
 
     f.io.note(f"waiting for notebook/{nb['metadata']['name']} to be Ready")
     return wait_for(f, t, nb, lambda n: N.ready(n) and not N.stopped(n), "Ready", timeout)
+
+
+def show_result(f, name: str, nb: dict) -> None:
+    """What start and stop print on stdout after their note: the name, or the Notebook as JSON/YAML."""
+    if f.output == "name":
+        f.io.out(f"notebook/{name}")
+    elif f.output in ("json", "yaml"):
+        from mlctl.output import print_object
+
+        print_object(f.io, nb, f.output)

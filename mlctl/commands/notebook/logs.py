@@ -12,6 +12,7 @@ def run(f, name: str, follow: bool, previous: bool) -> None:
     from mlctl.commands.notebook.common import connect, get_notebook, target
     from mlctl.errors import NotFound
     from mlctl.kube.kinds import kind
+    from mlctl.output import stream_lines
 
     t = target(f)
     nb = get_notebook(f, t, name)
@@ -23,14 +24,9 @@ def run(f, name: str, follow: bool, previous: bool) -> None:
     pod = sorted(pods, key=lambda p: p["metadata"]["name"])[0]["metadata"]["name"]
     query = {"follow": "true" if follow else None, "previous": "true" if previous else None,
              "container": N.container(nb).get("name") or name}
-    try:
-        for line in kube.lines(kind("Pod").path(t.namespace, pod, "log"), query=query,
-                               what=f"reading logs of notebook {name}"):
-            f.io.stdout.write(line)
-            f.io.stdout.flush()
-    except KeyboardInterrupt:
-        f.io.note("stopped following logs; the notebook keeps running")
-        raise
+    stream_lines(f.io, kube.lines(kind("Pod").path(t.namespace, pod, "log"), query=query,
+                                  what=f"reading logs of notebook {name}"),
+                 "stopped following logs; the notebook keeps running")
 
 
 @mlctl_command("logs")

@@ -9,7 +9,14 @@ from mlctl.cli import mlctl_command
 
 def run(f, name: str, dry_run: str, wait: bool, timeout: float | None) -> None:
     from mlctl import notebooks as N
-    from mlctl.commands.notebook.common import connect, get_notebook, refresh_secret, target, wait_ready
+    from mlctl.commands.notebook.common import (
+        connect,
+        get_notebook,
+        refresh_secret,
+        show_result,
+        target,
+        wait_ready,
+    )
 
     t = target(f)
     nb = get_notebook(f, t, name)
@@ -24,12 +31,7 @@ def run(f, name: str, dry_run: str, wait: bool, timeout: float | None) -> None:
         f.io.note(f"notebook/{name} started{suffix}")
     if wait and dry_run == "none":
         wait_ready(f, t, nb, timeout)
-    if f.output == "name":
-        f.io.out(f"notebook/{name}")
-    elif f.output in ("json", "yaml"):
-        from mlctl.output import print_object
-
-        print_object(f.io, nb, f.output)
+    show_result(f, name, nb)
 
 
 @mlctl_command("start")

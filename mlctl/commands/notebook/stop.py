@@ -11,7 +11,7 @@ def run(f, name: str, dry_run: str, wait: bool, timeout: float | None) -> None:
     import datetime as dt
 
     from mlctl import notebooks as N
-    from mlctl.commands.notebook.common import connect, get_notebook, target, wait_for
+    from mlctl.commands.notebook.common import connect, get_notebook, show_result, target, wait_for
 
     t = target(f)
     nb = get_notebook(f, t, name)
@@ -25,12 +25,7 @@ def run(f, name: str, dry_run: str, wait: bool, timeout: float | None) -> None:
         f.io.note(f"notebook/{name} stopped; its workspace {N.workspace_claim_name(name)} is kept{suffix}")
     if wait and dry_run == "none":
         wait_for(f, t, nb, lambda n: N.stopped(n) and not N.ready(n), "stopped", timeout)
-    if f.output == "name":
-        f.io.out(f"notebook/{name}")
-    elif f.output in ("json", "yaml"):
-        from mlctl.output import print_object
-
-        print_object(f.io, nb, f.output)
+    show_result(f, name, nb)
 
 
 @mlctl_command("stop")

@@ -20,6 +20,7 @@ def run(f, name: str, follow: bool, pod: str | None) -> None:
     from mlctl.commands.serve.common import get_service, predictor_pods, target
     from mlctl.errors import NotFound
     from mlctl.kube.kinds import kind
+    from mlctl.output import stream_lines
 
     t = target(f)
     kube = f.kube(t.cluster["name"])
@@ -28,15 +29,10 @@ def run(f, name: str, follow: bool, pod: str | None) -> None:
     if not chosen:
         raise NotFound(f"inferenceservice {name} has {'no pod ' + pod if pod else 'no predictor pods yet'}",
                        hint=f"see 'mlctl serve describe {name}'")
-    try:
-        for line in kube.lines(kind("Pod").path(t.namespace, chosen, "log"),
-                               query={"follow": "true" if follow else None, "container": "kserve-container"},
-                               what=f"reading logs of pod {chosen}"):
-            f.io.stdout.write(line)
-            f.io.stdout.flush()
-    except KeyboardInterrupt:
-        f.io.note("stopped following logs; the service keeps running")
-        raise
+    stream_lines(f.io, kube.lines(kind("Pod").path(t.namespace, chosen, "log"),
+                                  query={"follow": "true" if follow else None, "container": "kserve-container"},
+                                  what=f"reading logs of pod {chosen}"),
+                 "stopped following logs; the service keeps running")
 
 
 @mlctl_command("logs")

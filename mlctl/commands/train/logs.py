@@ -12,6 +12,7 @@ def run(f, name: str, follow: bool, replica: str | None) -> None:
     from mlctl.commands.train.follow import lead_pod
     from mlctl.errors import NotFound
     from mlctl.kube.jobs import replica_of
+    from mlctl.output import stream_lines
 
     t = target(f)
     jobs = jobs_for(f, t)
@@ -28,13 +29,7 @@ def run(f, name: str, follow: bool, replica: str | None) -> None:
         pod = lead_pod(jobs, job)
     if not pod:
         raise NotFound(f"job {name} has no pods yet", hint=f"see 'mlctl train events {name}'")
-    try:
-        for line in jobs.stream_logs(pod, follow=follow):
-            f.io.stdout.write(line)
-            f.io.stdout.flush()
-    except KeyboardInterrupt:
-        f.io.note("stopped following logs; the job keeps running")
-        raise
+    stream_lines(f.io, jobs.stream_logs(pod, follow=follow), "stopped following logs; the job keeps running")
 
 
 @mlctl_command("logs")
