@@ -1,11 +1,11 @@
 """Small objects without botocore's request pipeline: a PUT or GET signed by botocore's own SigV4 signer and
 sent over one kept-alive HTTP connection per thread.
 
-Why (docs/storage.md, "Small objects"): botocore spends about 5 ms of CPU on every request here (endpoint
-rules, event hooks, parsing), so a client holding Python's interpreter lock tops out near 200 requests/s
+Why (docs/artifacts.md, "Transfers"): botocore spends about 3 ms of CPU on every request here (endpoint
+rules, event hooks, parsing), so a client holding Python's interpreter lock tops out near 300 requests/s
 whatever its thread count, and 1,000 small files cost more in the client than in the S3 server. This path
-takes half that CPU and leaves everything else to botocore: large objects (multipart, ranged chunks),
-listings, deletes, presigning.
+takes about a third of that CPU and leaves everything else to botocore: large objects (multipart, ranged
+chunks), listings, deletes, presigning.
 
 Its methods take botocore's arguments and raise botocore's exceptions (ClientError with the S3 error code
 and HTTP status, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, SSLError,
