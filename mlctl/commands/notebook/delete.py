@@ -22,6 +22,7 @@ def wait_gone(kube, kind: str, name: str, namespace: str, timeout: float) -> boo
 def run(f, name: str, delete_volume: bool, dry_run: str, wait: bool = True, timeout: float = 120) -> None:
     from mlctl import notebooks as N
     from mlctl.commands.notebook.common import connect, get_notebook, target
+    from mlctl.errors import NotFound
 
     t = target(f)
     get_notebook(f, t, name)  # exit 4 before asking anything
@@ -35,9 +36,11 @@ def run(f, name: str, delete_volume: bool, dry_run: str, wait: bool = True, time
     suffix = " (server dry run)" if server else ""
     kube.delete("Notebook", name, t.namespace, dry_run=server, propagation="Foreground",
                 what=f"deleting notebook/{name}")
-    if kube.find("Secret", N.secret_name(name), t.namespace) is not None:
+    try:  # the Secret belongs to the Notebook, so the garbage collector may delete it first: gone either way
         kube.delete("Secret", N.secret_name(name), t.namespace, dry_run=server,
                     what=f"deleting secret/{N.secret_name(name)}")
+    except NotFound:
+        pass
     if wait and not server and not wait_gone(kube, "Notebook", name, t.namespace, timeout):
         f.io.warn(f"notebook/{name} is still being deleted after {timeout:g}s (its pod is stopping)")
     f.io.note(f"notebook/{name} deleted{suffix}")
