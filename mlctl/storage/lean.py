@@ -36,10 +36,7 @@ class _Body:
     def read(self, n: int = -1) -> bytes:
         try:
             return self._resp.read(n) if n >= 0 else self._resp.read()
-        except TimeoutError as e:
-            self._drop()
-            raise self._lean._error("read", e) from None
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException) as e:  # a timeout too: _error tells them apart
             self._drop()
             raise self._lean._error("read", e) from None
 
@@ -114,9 +111,7 @@ class LeanS3:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
             try:
                 conn.connect()
-            except TimeoutError as e:
-                raise self._error("connect", e) from None
-            except (OSError, ssl.SSLError) as e:
+            except OSError as e:  # refused, timed out, or TLS (ssl.SSLError is an OSError)
                 raise self._error("connect", e) from None
             conn.sock.settimeout(self._read_timeout)
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -146,12 +141,9 @@ class LeanS3:
                 if reused and attempt == 1:  # the server closed a kept-alive connection: once more, anew
                     continue
                 raise self._error("closed", e) from None
-            except TimeoutError as e:
+            except (OSError, http.client.HTTPException) as e:  # a timeout too: _error tells them apart
                 self._discard(conn)
                 raise self._error("read", e) from None
-            except (OSError, http.client.HTTPException) as e:
-                self._discard(conn)
-                raise self._error("closed", e) from None
             if resp.status >= 300:
                 raise self._client_error(resp, conn, operation)
             if resp.getheader("Connection", "").lower() == "close":

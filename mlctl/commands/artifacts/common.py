@@ -36,9 +36,15 @@ def recorded_output(f, job: str) -> tuple[str | None, str] | None:
         found = jobs_for(f, target(f)).get(job)
     except (NotFound, Forbidden):
         return None
-    notes = (found.get("metadata") or {}).get("annotations") or {}
+    return _record_of(found)
+
+
+def _record_of(job: dict) -> tuple[str | None, str] | None:
+    """(run id, output URL) from a job's annotations mlctl.io/run and mlctl.io/output-url; None without a URL."""
+    notes = (job.get("metadata") or {}).get("annotations") or {}
     url = notes.get("mlctl.io/output-url")
     return (notes.get("mlctl.io/run"), url) if url else None
+
 
 def recorded_outputs(f) -> dict[str, tuple[str | None, str]]:
     """job -> (run id, output URL) for each of the user's jobs on the command's cluster that records an output
@@ -53,12 +59,8 @@ def recorded_outputs(f) -> dict[str, tuple[str | None, str]]:
 
         logging.getLogger(__name__).info("jobs with their own output not looked up: %s", e.message)
         return {}
-    out = {}
-    for job in found:
-        notes = (job.get("metadata") or {}).get("annotations") or {}
-        if notes.get("mlctl.io/output-url"):
-            out[job["metadata"]["name"]] = (notes.get("mlctl.io/run"), notes["mlctl.io/output-url"])
-    return out
+    records = {job["metadata"]["name"]: _record_of(job) for job in found}
+    return {name: record for name, record in records.items() if record}
 
 
 FILE_COLUMNS = [
