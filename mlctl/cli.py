@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quota": ("mlctl.commands.quota:group", "Your quota: usage, where it comes from, and requests for more."),
     "sandbox": ("mlctl.commands.sandbox:group", "Run the whole platform locally, from real upstream servers."),
     "serve": ("mlctl.commands.serve:group", "Serve trained models with KServe: create, predict, load-test, autoscale."),
-    "train": ("mlctl.commands.train:group", "Submit distributed training jobs from a short spec and follow them."),
+    "train": ("mlctl.commands.train.group:group", "Submit distributed training jobs from a short spec and follow them."),
     "version": ("mlctl.commands.version:command", "Print mlctl's version."),
 }
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import io as _io
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
 if TYPE_CHECKING:
     from typing import TextIO
 

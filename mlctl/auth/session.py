@@ -6,15 +6,13 @@ cache first and only imports Keycloak's client when a token must be refreshed or
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
+from mlctl import logs
 from mlctl.auth.cache import EARLY_REFRESH_SECONDS, TokenCache, jwt_claims
 from mlctl.errors import AuthError
 from mlctl.paths import cached_ca_file
-
-log = logging.getLogger(__name__)
 
 
 def cache_for(f) -> TokenCache:
@@ -42,7 +40,7 @@ def sso_for(f):
 
 
 def session_from_tokens(tokens: dict, method: str, now: float | None = None) -> dict:
-    log.debug("token response: %s", tokens)  # the redacting log filter removes the tokens themselves
+    logs.debug(__name__, "token response: %s", tokens)  # the redacting log filter removes the tokens themselves
     now = time.time() if now is None else now
     claims = jwt_claims(tokens["access_token"])
     return {

@@ -10,15 +10,17 @@ for a physicist ("must be an integer ≥ 0, got "eight""). Formats are checked i
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 from mlctl.jobs.quantity import QuantityError, parse_quantity
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
+if TYPE_CHECKING:
+    from typing import Any
 
 API_VERSION = "mlctl.io/v1alpha1"
 KIND = "TrainingJob"
@@ -284,6 +286,8 @@ def suggest(key: str, valid: list[str], prefix: str, root: str = "") -> str:
     alias = ALIASES.get(key) or ALIASES.get(key.lower())
     if alias and (root == "" or alias != "clusters"):
         return f", did you mean {root}{alias}?"
+    import difflib
+
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:
         return f", did you mean {prefix}{close[0]}?"
@@ -291,6 +295,8 @@ def suggest(key: str, valid: list[str], prefix: str, root: str = "") -> str:
     leaves = {f: f.rsplit(".", 1)[-1] for f in _EVERY_FIELD}
     elsewhere = [f for f, leaf in leaves.items() if _squash(leaf) == _squash(key)]
     if not elsewhere:
+        import difflib
+
         near = difflib.get_close_matches(key, list(leaves.values()), n=1, cutoff=0.75)
         elsewhere = [f for f, leaf in leaves.items() if near and leaf == near[0]]
     if elsewhere:
@@ -408,6 +414,8 @@ def validate(value: Any, s: dict, path: Path = ()) -> None:
     if "type" in s and not _matches_type(value, s["type"]):
         raise _fail(path, s, value)
     if "enum" in s and value not in s["enum"]:
+        import difflib
+
         hint = difflib.get_close_matches(str(value), [str(v) for v in s["enum"]], n=1, cutoff=0.5)
         message = f"must be {expectation(s)}, got {describe(value)}"
         raise SchemaError(path, message + (f"; did you mean {hint[0]}?" if hint else ""))

@@ -9,17 +9,19 @@ where the bad value came from (`3dgan.yaml:7: resources.gpus: ...` or `--set res
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import yaml
 
 from mlctl.errors import UsageError
 from mlctl.jobs import schema as S
 from mlctl.jobs.schema import Path, SchemaError, format_path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_BYTES = 1_000_000
 _MAX_NODES = 100_000  # aliases can expand a tiny file into billions of nodes
@@ -120,6 +122,8 @@ class Spec:
     def spec_hash(self) -> str:
         """sha256 of the effective spec, 16 hex digits: equal specs give equal hashes."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        import hashlib
+
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

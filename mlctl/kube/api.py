@@ -16,18 +16,15 @@ token exchanged for its audience); `from_kubeconfig` one from a kubeconfig conte
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
-from mlctl import yamlio
+from mlctl import logs, yamlio
 from mlctl.kube.errors import from_status
 from mlctl.kube.kinds import KINDS, Kind, kind
-
-log = logging.getLogger(__name__)
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 JSON = "application/json"
@@ -394,7 +391,7 @@ class Kube:
                 if failures > max_failures:
                     raise Unavailable(f"lost the API server of cluster {self.cluster} while watching {k.plural}",
                                       hint="retry later") from e
-                log.info("watch of %s on %s interrupted (%s); resuming", k.plural, self.cluster, e)
+                logs.info(__name__, "watch of %s on %s interrupted (%s); resuming", k.plural, self.cluster, e)
                 time.sleep(min(5.0, 0.25 * failures))
             finally:
                 conn.close()

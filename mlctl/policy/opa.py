@@ -13,10 +13,13 @@ import http.client
 import json
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from mlctl.errors import Forbidden, MlctlError, Unavailable, UsageError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
+if TYPE_CHECKING:
+    from typing import Any
 
 TIMEOUT = 5.0
 DECISION = "mlctl/clusters/decision"

@@ -1,40 +1,5 @@
-"""mlctl train: submit a job spec (`mlctl train SPEC`) and manage training jobs (`mlctl train list` ...)."""
+"""mlctl train: submit a job spec (`mlctl train SPEC`) and manage training jobs (`mlctl train list` ...).
 
-from __future__ import annotations
-
-from mlctl.cli import CONTEXT_SETTINGS, LazyGroup, _option_params
-
-VERBS = {
-    "submit": ("mlctl.commands.train.submit:command", "Submit a job spec (same as 'mlctl train SPEC')."),
-    "render": ("mlctl.commands.train.render:command", "Print the Kubernetes objects a spec becomes on a cluster."),
-    "schema": ("mlctl.commands.train.schema:command", "Print the job spec's JSON schema."),
-    "list": ("mlctl.commands.train.list:command", "List your training jobs."),
-    "status": ("mlctl.commands.train.status:command", "Show a job's state and replicas."),
-    "describe": ("mlctl.commands.train.describe:command", "Show a job in full: spec, replicas, pods, events."),
-    "logs": ("mlctl.commands.train.logs:command", "Print (or follow) the logs of a job's replica."),
-    "events": ("mlctl.commands.train.events:command", "List the Kubernetes events of a job and its pods."),
-    "delete": ("mlctl.commands.train.delete:command", "Delete a training job and its pods."),
-    "wait": ("mlctl.commands.train.wait:command", "Wait until a job succeeds or fails."),
-}
-
-
-class TrainGroup(LazyGroup):
-    """`mlctl train SPEC` submits; `mlctl train VERB` manages. Anything not a verb is taken as a spec file."""
-
-    def resolve_command(self, ctx, args):
-        if args and args[0] not in self.list_commands(ctx) and not args[0].startswith("-"):
-            if args[0].endswith((".yaml", ".yml", ".json")) or "/" in args[0] or args[0] == "-":
-                return "submit", self.get_command(ctx, "submit"), args
-        return super().resolve_command(ctx, args)
-
-
-group = TrainGroup(
-    name="train", lazy=VERBS, context_settings=CONTEXT_SETTINGS, params=_option_params(),
-    help="""Submit distributed TensorFlow/PyTorch training and manage your jobs.
-
-    \b
-    mlctl train 3dgan.yaml --cluster gcp --follow
-    mlctl train list
-    mlctl train logs 3dgan -f""",
-    short_help="Submit distributed training jobs from a short spec and follow them.",
-)
+The click group is in group.py, so `mlctl train SPEC`'s fast path (main.py) can import submit.py and its
+helpers without loading click.
+"""
