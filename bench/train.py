@@ -1,6 +1,6 @@
 """Train benchmarks against the running sandbox, each compared with kubectl in the same run.
 
-  submit:  `mlctl train SPEC` vs `kubectl create -f` of the same rendered YAML   (goal <= 1.3x)
+  submit:  `mlctl train SPEC` vs `kubectl create -f` of the same rendered YAML   (goal <= 1.1x)
   list:    `mlctl train list` vs `kubectl get tfjobs` with N jobs in a namespace  (goal <= 1.0x)
   plugin:  `kubectl --context mlctl-local get pods` through mlctl's exec plugin vs the same kubeconfig with a
            static token: the time the plugin adds to every kubectl call (for information)

@@ -7,8 +7,8 @@ Capacity is what the platform document declares per node (allocatable, before da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from mlctl.errors import QuotaExceeded, UsageError
 from mlctl.jobs.quantity import QuantityError, format_quantity, parse_quantity
@@ -19,8 +19,7 @@ _QUOTA_HINT = "lower workers or resources.gpus, try another cluster, or see `mlc
 _CAPACITY_HINT = "lower workers or the per-worker resources, or use a cluster with a bigger pool"
 
 
-@dataclass(frozen=True)
-class Totals:
+class Totals(NamedTuple):
     """What the whole job requests (every pod together)."""
 
     pods: int

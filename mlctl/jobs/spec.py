@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 import yaml
 
@@ -19,7 +20,7 @@ from mlctl.errors import UsageError
 from mlctl.jobs import schema as S
 from mlctl.jobs.schema import Path, SchemaError, format_path
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
+TYPE_CHECKING = False  # typing.TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Any
 
@@ -33,37 +34,37 @@ RESERVED_ENV = ("MLCTL_OUTPUT_URL", "OUTPUT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECR
                 "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE")
 
 
-@dataclass(frozen=True)
-class Resources:
+# The spec's records are NamedTuples, not dataclasses: `mlctl train SPEC` loads this module on every
+# submission, and dataclasses (with inspect) and their generated methods cost it about 20 ms (docs/cli.md).
+class Resources(NamedTuple):
     gpus: int
     cpu: str
     memory: str
     pool: str
 
 
-@dataclass(frozen=True)
-class DataMount:
+class DataMount(NamedTuple):
     name: str
     mount_path: str
     host_path: str | None = None
     pvc: str | None = None
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     url: str
     secret: str = S.DEFAULT_SECRET
 
 
-@dataclass(frozen=True)
-class Simulate:
+class Simulate(NamedTuple):
     run_seconds: int | None = None
     exit_code: int | None = None
     fail_replica: str | None = None
 
 
-@dataclass(frozen=True)
-class Spec:
+NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+class Spec(NamedTuple):
     """The effective spec for one cluster: overrides applied, defaults filled in."""
 
     name: str
@@ -73,7 +74,7 @@ class Spec:
     workers: int = 1
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = NO_ENV
     data: tuple[DataMount, ...] = ()
     output: Output | None = None
     restart_policy: str = "ExitCode"
@@ -129,11 +130,13 @@ class Spec:
 
 # ---- YAML with line numbers ----------------------------------------------------------------------------
 
-@dataclass
 class _Parsed:
-    data: Any
-    lines: dict[Path, int]  # path -> 1-based line of its key (or list item)
-    raw: dict[Path, str]  # path -> text of a plain scalar as written (so `cpu: 0.5` can stay "0.5")
+    __slots__ = ("data", "lines", "raw")
+
+    def __init__(self, data: Any, lines: dict[Path, int], raw: dict[Path, str]):
+        self.data = data
+        self.lines = lines  # path -> 1-based line of its key (or list item)
+        self.raw = raw  # path -> text of a plain scalar as written (so `cpu: 0.5` can stay "0.5")
 
 
 def _yaml_problem(e: Exception) -> tuple[int | None, str]:

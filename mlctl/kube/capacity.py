@@ -7,7 +7,6 @@ list either gets None ("unknown"): mlctl never guesses capacity it cannot see.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mlctl.jobs.quantity import QuantityError, parse_quantity
@@ -15,13 +14,16 @@ from mlctl.jobs.quantity import QuantityError, parse_quantity
 ACTIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
-@dataclass
 class PoolFree:
-    """What is free on each schedulable, ready node of one pool: [(gpus, cpu, memory), ...]."""
+    """What is free on each schedulable, ready node of one pool: [(gpus, cpu, memory), ...]. (A plain class:
+    every submission loads this module, see jobs/spec.py.)"""
 
-    pool: str
-    gpu_resource: str | None
-    nodes: list[tuple[Decimal, Decimal, Decimal]] = field(default_factory=list)
+    __slots__ = ("pool", "gpu_resource", "nodes")
+
+    def __init__(self, pool: str, gpu_resource: str | None, nodes: list[tuple[Decimal, Decimal, Decimal]] | None = None):
+        self.pool = pool
+        self.gpu_resource = gpu_resource
+        self.nodes = [] if nodes is None else nodes
 
     @property
     def free_gpus(self) -> int:

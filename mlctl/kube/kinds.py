@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(NamedTuple):
     kind: str
     group: str
     version: str

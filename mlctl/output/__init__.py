@@ -10,14 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlctl.io import IO
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):  # not a dataclass: every list and render loads this module (docs/cli.md)
     header: str
     value: Callable[[Any], Any]
     wide: bool = False  # shown only with -o wide

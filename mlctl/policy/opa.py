@@ -12,13 +12,15 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from mlctl.errors import Forbidden, MlctlError, Unavailable, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 TIMEOUT = 5.0
@@ -36,14 +38,13 @@ _HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What the cluster policy says about one cluster (data.mlctl.clusters.decision)."""
 
     cluster: str
     allow: bool
     reasons: tuple[str, ...] = ()
-    limits: dict[str, Any] = field(default_factory=dict)
+    limits: Mapping[str, Any] = MappingProxyType({})
     rule: str = ""
     id: str | None = None  # OPA's decision id: the line in OPA's decision log that recorded it
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
+from typing import NamedTuple
 
 from mlctl.jobs.quantity import QuantityError, format_quantity, parse_quantity
 
@@ -146,11 +147,11 @@ def request_grant(name: str, resources: Mapping[str, object], base: Iterable[str
     return out
 
 
-@dataclass(frozen=True)
-class Source:
+# NamedTuples, not dataclasses: every submission checks the quota (see jobs/spec.py)
+class Source(NamedTuple):
     source: str  # default | group | request
     name: str | None
-    resources: dict[str, Decimal] = field(default_factory=dict)
+    resources: Mapping[str, Decimal] = MappingProxyType({})
     clusters: tuple[str, ...] | None = None  # a group grant limited to these clusters
 
     @property
@@ -170,8 +171,7 @@ class Source:
         return d
 
 
-@dataclass(frozen=True)
-class Effective:
+class Effective(NamedTuple):
     hard: dict[str, Decimal]
     sources: list[Source]
 
@@ -213,8 +213,7 @@ def parse_sources(annotation: str | None) -> list[Source]:
         return []
 
 
-@dataclass(frozen=True)
-class UsageRow:
+class UsageRow(NamedTuple):
     resource: str
     used: Decimal
     hard: Decimal

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.conftest import REPO
+
 HEAVY = ("kubernetes", "keycloak", "boto3", "botocore", "gssapi", "requests", "rich.table", "urllib3")
 
 PROBE = """
@@ -79,13 +81,12 @@ def test_everyday_commands_do_not_import_the_kubernetes_package(platform):
             (args, mods)
 
 
+# main() as it runs, but reporting whether click was loaded before the process ends (main's _exit)
 FAST_PROBE = """
 import sys
-from mlctl.main import main
-try:
-    main()
-except SystemExit as e:
-    code = e.code
+from mlctl import main
+code = main._fast(sys.argv[1:])
+code = main.run(sys.argv[1:]) if code is None else code
 print("\\n" + str(code), "click" in sys.modules, file=sys.stderr)
 """
 
@@ -131,3 +132,24 @@ def test_root_help_fast_path_prints_what_click_prints_at_that_width():
         assert full.returncode == 0 and "Usage: mlctl" in full.stdout
         assert fast.stdout == full.stdout, columns
         assert fast.stderr.split() == ["0", "False" if fast_expected else "True"], (columns, fast.stderr)
+
+
+def test_a_submission_loads_no_click_dataclasses_or_logging(platform):
+    """`mlctl train SPEC`, the most frequent call that reaches a server, is parsed without click, and the
+    modules it loads use NamedTuples and plain classes (docs/cli.md). Here it ends with exit 7 (the test
+    platform names no policy server) after the spec, the quota module and the kube layer were loaded."""
+    import json
+    import time
+
+    cache = platform / "cache" / "mlctl" / "tokens" / "lab"
+    cache.mkdir(parents=True)
+    (cache / "cluster-local.json").write_text(json.dumps({"token": "t0k3n", "expires_at": time.time() + 600}))
+    (cache / "session.json").write_text(json.dumps({"user": "bob", "refresh_token": "r", "groups": []}))
+    probe = ("import sys\nfrom mlctl.main import run\ncode = run(sys.argv[1:])\n"
+             "print(code, sorted(m for m in ('click', 'dataclasses', 'inspect', 'logging') if m in sys.modules),"
+             " 'mlctl.jobs.check' in sys.modules, 'mlctl.kube.api' in sys.modules)")
+    spec = str(REPO / "examples" / "3dgan.yaml")
+    for args in (["train", spec, "--cluster", "local"], ["train", spec, "--dry-run", "client"]):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+        line = out.stdout.strip().splitlines()[-1]
+        assert line in ("7 [] True True", "0 [] True False"), (args, line, out.stderr)

@@ -83,7 +83,7 @@ def test_options_read_by_the_fast_parser(platform):
                               "--dry-run=server", "-y"])
     assert flags == {"cluster": "gcp", "yes": True}
     assert (opts.spec, opts.sets, opts.follow, opts.wait, opts.timeout, opts.dry_run) == \
-        (SPEC, ["a=1", "b=2"], True, False, 2.5, "server")
+        (SPEC, ("a=1", "b=2"), True, False, 2.5, "server")
 
 
 PROBE = """

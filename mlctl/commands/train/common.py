@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass
-class Target:
+class Target(NamedTuple):
     cluster: dict
     namespace: str
     user: str

@@ -10,7 +10,7 @@ Then submit() renders, annotates the job with the decision, creates it and recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Only the bench sets this, to time `--check` without the policy and capacity checks; it is honoured with
 # --check alone, so it can never let a submission skip the policy.
@@ -19,8 +19,7 @@ DECISION_ANNOTATION = "mlctl.io/policy-decision"
 REASON_ANNOTATION = "mlctl.io/policy-reason"
 
 
-@dataclass
-class Fit:
+class Fit(NamedTuple):
     """Whether a job fits a pool's free room now: ok None means unknown (the user may not list nodes)."""
 
     ok: bool | None

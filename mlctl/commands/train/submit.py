@@ -7,15 +7,14 @@ parsers read the same flags; a test runs each case through both and compares out
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 DRY_RUN = ("none", "client", "server")
 
 
-@dataclass
-class Options:
+class Options(NamedTuple):
     spec: str
-    sets: list[str] = field(default_factory=list)
+    sets: tuple[str, ...] = ()
     check: bool = False
     dry_run: str = "none"
     wait: bool = False
@@ -83,7 +82,8 @@ def parse_fast(args: list[str]) -> tuple[dict, Options] | None:
     from mlctl.formats import OUTPUT_FORMATS
 
     flags: dict = {}
-    own: dict = {"sets": []}
+    own: dict = {}
+    sets: list[str] = []
     spec = None
     rest = iter(args)
     for arg in rest:
@@ -120,7 +120,7 @@ def parse_fast(args: list[str]) -> tuple[dict, Options] | None:
         if spec is None:
             return None
         if name == "--set":
-            own["sets"].append(value)
+            sets.append(value)
         elif name == "--dry-run":
             if value not in DRY_RUN:
                 return None
@@ -132,7 +132,7 @@ def parse_fast(args: list[str]) -> tuple[dict, Options] | None:
                 return None
     if spec is None:
         return None
-    return flags, Options(spec=spec, **own)
+    return flags, Options(spec=spec, sets=tuple(sets), **own)
 
 
 HELP = """Submit a job spec (same as 'mlctl train SPEC').
@@ -159,7 +159,7 @@ def _build_command():
     @click.option("--timeout", type=float, help="Give up waiting after this many seconds (exit 7).")
     @click.pass_obj
     def command(f, spec, sets, check, dry_run, wait, follow, timeout):
-        run(f, Options(spec=spec, sets=list(sets), check=check, dry_run=dry_run, wait=wait, follow=follow,
+        run(f, Options(spec=spec, sets=tuple(sets), check=check, dry_run=dry_run, wait=wait, follow=follow,
                        timeout=timeout, output=f.output))
 
     return command
