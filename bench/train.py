@@ -6,7 +6,10 @@
            static token: the time the plugin adds to every kubectl call (for information)
 
 Both tools authenticate the same way (bob's Keycloak login; kubectl through mlctl's exec plugin), so the
-ratio compares the tools, not the credentials. The listed jobs are created suspended (runPolicy.suspend),
+ratio compares the tools, not the credentials. Each create starts on a settled cluster (the job before it
+and its pods deleted and gone), the tools taking turns going first: timed right after the previous round's
+deletions, while the controllers still worked on them, the tool that always went first measured slower
+(docs/train.md). The listed jobs are created suspended (runPolicy.suspend),
 so the training-operator makes no pods for them.
 Usage: python bench/train.py [--jobs 5000] [--runs 5] [--keep]   (needs `mlctl sandbox up`)
 """
@@ -78,7 +81,7 @@ def main() -> int:
     compile_package()
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="runs of each list; submissions: 4x as many")
     parser.add_argument("--keep", action="store_true", help="keep the namespace of listed jobs for a re-run")
     args = parser.parse_args()
 
@@ -97,21 +100,35 @@ def main() -> int:
     plugin_ms, static_ms = exec_plugin_cost(kubectl, env, home, args.runs * 4)
 
     # --- submit latency ------------------------------------------------------------------------------
-    mlctl_times, kubectl_times, names = [], [], []
-    for _ in range(args.runs):
+    # Each create starts on a settled cluster: the job before it (and its pods) deleted and gone, so neither
+    # tool is timed while the controllers still work on the other's job. The tools take turns going first.
+    from mlctl.kube.api import from_kubeconfig
+
+    admin_api = from_kubeconfig(core.env(core.state_dir())["KUBECONFIG"], "sandbox-local")
+
+    def settle(job: str) -> None:
+        run([MLCTL, "train", "delete", job, "--cluster", "local", "--yes"], env)
+        deadline = time.monotonic() + 120
+        while admin_api.find("TFJob", job, "u-bob") is not None or admin_api.list(
+                "Pod", "u-bob", selector=f"training.kubeflow.org/job-name={job}"):
+            if time.monotonic() > deadline:
+                sys.exit(f"bench: job {job} or its pods still there 120 s after the delete")
+            time.sleep(0.05)
+
+    mlctl_times, kubectl_times = [], []
+    for i in range(args.runs * 4):  # a create varies more from one run to the next than a list
         name = f"b{uuid.uuid4().hex[:8]}"
-        names.append(name)
-        mlctl_times.append(timed([MLCTL, "train", str(SPEC), "--cluster", "local", *SETS, "--set", f"name={name}"],
-                                 env))
         other = f"k{uuid.uuid4().hex[:8]}"
-        names.append(other)
         rendered = run([MLCTL, "train", "render", str(SPEC), "--cluster", "local", *SETS, "--set", f"name={other}"],
                        env).stdout
         path = home / f"{other}.yaml"
         path.write_text(rendered)
-        kubectl_times.append(timed([kubectl, "--context", "mlctl-local", "create", "-f", str(path)], env))
-        for n in names[-2:]:
-            run([MLCTL, "train", "delete", n, "--cluster", "local", "--yes"], env)
+        turns = [(mlctl_times, name, [MLCTL, "train", str(SPEC), "--cluster", "local", *SETS, "--set", f"name={name}"]),
+                 (kubectl_times, other, [kubectl, "--context", "mlctl-local", "create", "-f", str(path)])]
+        for times, job, argv in turns if i % 2 == 0 else reversed(turns):
+            times.append(timed(argv, env))
+            settle(job)
+    admin_api.close()
     submit = statistics.median(mlctl_times) / statistics.median(kubectl_times)
 
     # --- list with many jobs ---------------------------------------------------------------------------
@@ -149,9 +166,10 @@ def main() -> int:
     kubectl_list = [timed([kubectl, "--context", "mlctl-local", "get", "tfjobs", "-n", namespace], env)
                     for _ in range(args.runs)]
     listing = statistics.median(mlctl_list) / statistics.median(kubectl_list)
-    print(f"median of {args.runs} runs each")
-    print(f"  mlctl train SPEC          {statistics.median(mlctl_times) * 1000:8.1f} ms")
-    print(f"  kubectl create -f         {statistics.median(kubectl_times) * 1000:8.1f} ms")
+    print(f"median of {args.runs * 4} submissions and {args.runs} lists each (quartiles in brackets)")
+    for label, times in (("mlctl train SPEC   ", mlctl_times), ("kubectl create -f  ", kubectl_times)):
+        q1, q2, q3 = statistics.quantiles(times, n=4)
+        print(f"  {label}       {q2 * 1000:8.1f} ms   [{q1 * 1000:.1f} .. {q3 * 1000:.1f}]")
     print(f"  mlctl train list ({args.jobs})  {statistics.median(mlctl_list) * 1000:8.1f} ms")
     print(f"  kubectl get tfjobs        {statistics.median(kubectl_list) * 1000:8.1f} ms")
     print(f"  kubectl get pods, plugin  {plugin_ms:8.1f} ms")

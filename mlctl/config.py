@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from mlctl import yamlio
 from mlctl.errors import NotFound, UsageError
 from mlctl.formats import OUTPUT_FORMATS
 from mlctl.paths import config_dir
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
-if TYPE_CHECKING:
-    from typing import Any
 
 # setting name -> (environment variable, default)
 SETTINGS: dict[str, tuple[str, Any]] = {

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from mlctl.io import IO
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
 if TYPE_CHECKING:  # the config module (pathlib, YAML) loads only when a command reads settings
     from mlctl.config import Config, Platform
 

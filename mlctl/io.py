@@ -9,7 +9,7 @@ import io as _io
 import os
 import sys
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `mlctl token` and --version need none
 if TYPE_CHECKING:
     from typing import TextIO
 

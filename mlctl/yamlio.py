@@ -5,10 +5,7 @@ through its nodes, jobs/spec.py.)"""
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
-if TYPE_CHECKING:
-    from typing import Any
-
+from typing import Any
 
 
 def load(text: str | bytes) -> Any:

@@ -7,14 +7,11 @@ files can pin the output. Decisions are in docs/job-spec.md ("Rendering").
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from mlctl.errors import UsageError
 from mlctl.jobs.schema import DEFAULT_SECRET
 from mlctl.jobs.spec import Spec
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
-if TYPE_CHECKING:
-    from typing import Any
 
 KUBEFLOW_API = "kubeflow.org/v1"
 MANAGED_BY = "mlctl"

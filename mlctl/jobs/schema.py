@@ -15,12 +15,9 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from mlctl.jobs.quantity import QuantityError, parse_quantity
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
-if TYPE_CHECKING:
-    from typing import Any
 
 API_VERSION = "mlctl.io/v1alpha1"
 KIND = "TrainingJob"

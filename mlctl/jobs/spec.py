@@ -12,17 +12,13 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 
 from mlctl.errors import UsageError
 from mlctl.jobs import schema as S
 from mlctl.jobs.schema import Path, SchemaError, format_path
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING
-if TYPE_CHECKING:
-    from typing import Any
 
 MAX_BYTES = 1_000_000
 _MAX_NODES = 100_000  # aliases can expand a tiny file into billions of nodes

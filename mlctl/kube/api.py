@@ -50,6 +50,7 @@ class Kube:
         self.host, self.port, self.base = parts.hostname, parts.port or 443, parts.path.rstrip("/")
         self._token, self._cert, self._ca_file, self._ca_data, self._insecure = token, cert, ca_file, ca_data, insecure
         self._ctx = None
+        self._ahead = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -84,8 +85,18 @@ class Kube:
     def _connection(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._new_connection()
+            with self._lock:
+                ahead, self._ahead = self._ahead, None
+            conn = self._local.conn = (ahead and ahead.take()) or self._new_connection()
         return conn
+
+    def connect_ahead(self) -> None:
+        """Open the connection the first request will use now, in the background (mlctl/ahead.py)."""
+        from mlctl.ahead import Ahead
+
+        with self._lock:
+            if self._ahead is None and getattr(self._local, "conn", None) is None:
+                self._ahead = Ahead(self._new_connection)
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -12,16 +12,12 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from mlctl.errors import Forbidden, MlctlError, Unavailable, UsageError
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on every start
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
 
 TIMEOUT = 5.0
 DECISION = "mlctl/clusters/decision"
@@ -54,12 +50,12 @@ class Decision(NamedTuple):
 
 
 def decide(platform, user: str, groups, cluster: str, job: dict | None = None, *,
-           timeout: float = TIMEOUT) -> Decision:
+           timeout: float = TIMEOUT, conn=None) -> Decision:
     """The policy's decision for user (in groups) on cluster; job is {gpus, pools, preemptible} (optional).
 
     platform is a config.Platform or a platform document (dict). Raises Unavailable when OPA cannot be
     asked, MlctlError when its answer is not a decision; a deny is returned (see require)."""
-    result, decision_id = _query(platform, DECISION, _input(user, groups, cluster, job), timeout)
+    result, decision_id = _query(platform, DECISION, _input(user, groups, cluster, job), timeout, conn=conn)
     return _decision(result, decision_id, cluster)
 
 
@@ -80,9 +76,19 @@ class Client:
 
     def __init__(self, platform, timeout: float = TIMEOUT):
         self.platform, self.timeout = platform, timeout
+        self._ahead = None
+
+    def connect_ahead(self) -> None:
+        """Open the connection the next decision will use now, in the background (mlctl/ahead.py)."""
+        from mlctl.ahead import Ahead
+
+        if self._ahead is None:
+            self._ahead = Ahead(lambda: _connection(self.platform, self.timeout)[0])
 
     def decide(self, user: str, groups, cluster: str, job: dict | None = None) -> Decision:
-        return decide(self.platform, user, groups, cluster, job, timeout=self.timeout)
+        ahead, self._ahead = self._ahead, None
+        return decide(self.platform, user, groups, cluster, job, timeout=self.timeout,
+                      conn=ahead.take() if ahead else None)
 
     def decisions(self, user: str, groups, job: dict | None = None) -> dict[str, Decision]:
         return decisions(self.platform, user, groups, job, timeout=self.timeout)
@@ -124,14 +130,24 @@ def _doc(platform) -> dict:
     return platform.doc if hasattr(platform, "doc") else platform
 
 
-def _server(platform) -> tuple[str, ssl.SSLContext | None]:
+def _url(platform) -> str:
     doc = _doc(platform)
-    name = doc.get("name") or "the platform"
     section = doc.get("opa")
     url = section.get("url") if isinstance(section, dict) else None
     if not url:
-        raise Unavailable(f"platform {name} names no policy server (opa.url)",
+        raise Unavailable(f"platform {doc.get('name') or 'the platform'} names no policy server (opa.url)",
                           hint="ask the platform admins to publish OPA in the platform document")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"opa.url {url!r} in the platform document is not an http(s) URL")
+    return url
+
+
+def _server(platform) -> tuple[str, ssl.SSLContext | None]:
+    url = _url(platform)
+    doc = _doc(platform)
+    name = doc.get("name") or "the platform"
+    section = doc["opa"]
     if urlsplit(url).scheme == "http":
         return url, None
     ca = section.get("certificateAuthorityData")
@@ -148,16 +164,24 @@ def _server(platform) -> tuple[str, ssl.SSLContext | None]:
                          hint="fetch the platform document again with 'mlctl login --platform'") from e
 
 
-def _query(platform, path: str, input_doc: dict | None, timeout: float, *, method: str = "POST",
-           missing_ok: bool = False) -> tuple[Any, str | None]:
-    """POST {"input": ...} (or GET) to OPA's v1 data API at path; return (result, decision id)."""
+def _connection(platform, timeout: float):
+    """(a connection to the platform's policy server, not yet connected; its URL)."""
     url, context = _server(platform)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"opa.url {url!r} in the platform document is not an http(s) URL")
-    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    kwargs = {"context": context} if parts.scheme == "https" else {}
-    conn = conn_class(parts.hostname, parts.port, timeout=timeout, **kwargs)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context), url
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), url
+
+
+def _query(platform, path: str, input_doc: dict | None, timeout: float, *, method: str = "POST",
+           missing_ok: bool = False, conn=None) -> tuple[Any, str | None]:
+    """POST {"input": ...} (or GET) to OPA's v1 data API at path; return (result, decision id). conn: one
+    connected ahead to the same server (Client.connect_ahead), else a new one."""
+    if conn is None:
+        conn, url = _connection(platform, timeout)
+    else:
+        url = _url(platform)
+    parts = urlsplit(url)
     target = f"{parts.path.rstrip('/')}/v1/data/{path}"
     body = json.dumps({"input": input_doc}).encode() if method == "POST" else None
     try:

@@ -93,6 +93,23 @@ def fit_now(f, spec, cluster: dict) -> Fit:
                                       f"({room.free_gpus} GPUs free)")
 
 
+def connect_ahead(f, cluster: str) -> None:
+    """Open the connections the checks will use, to the cluster's API server and to the policy server, while
+    the caller reads the spec (mlctl/ahead.py). Nothing is sent; a failure shows on the check's own request."""
+    import sys
+
+    from mlctl.errors import MlctlError
+
+    # From here up to three threads share the interpreter lock, and one whose answer has arrived waits for
+    # it up to the switch interval (5 ms by default) while another runs Python code: 1 ms keeps that short.
+    sys.setswitchinterval(0.001)
+    try:
+        f.kube(cluster).connect_ahead()
+        f.opa().connect_ahead()
+    except MlctlError:
+        pass
+
+
 def run_checks(f, spec, cluster: dict, t, jobs, command: str, *, skip: bool = False):
     """Steps 2 and 3 at once, since none of them writes anything: the policy is asked while the quota, the
     PVCs and the free capacity are read, and they are judged in the order above (a deny wins over a quota

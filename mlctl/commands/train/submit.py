@@ -26,13 +26,16 @@ class Options(NamedTuple):
 def run(f, opts: Options) -> None:
     from mlctl.commands.train import preflight
     from mlctl.commands.train.common import jobs_for, read_spec_text, target, user_or_placeholder
+
+    text, filename = read_spec_text(opts.spec)
+    cluster = f.platform.cluster(f.config.get("cluster"))
+    if opts.dry_run != "client":
+        preflight.connect_ahead(f, cluster["name"])  # the handshakes overlap what follows
     from mlctl.jobs.check import check_fit
     from mlctl.jobs.render import render
     from mlctl.jobs.spec import load_spec
     from mlctl.storage.layout import new_run_id
 
-    text, filename = read_spec_text(opts.spec)
-    cluster = f.platform.cluster(f.config.get("cluster"))
     spec = load_spec(text, filename, opts.sets, cluster=cluster["name"])
     # Capacity first: it needs no server, so an impossible request fails before any login or request.
     for warning in check_fit(spec, cluster):
