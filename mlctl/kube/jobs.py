@@ -179,8 +179,7 @@ class Jobs:
     def watch(self, job: dict, timeout: float | None = None, on_open=None) -> Iterator[dict]:
         """Yield the job each time it changes, until it ends; survives API server restarts (the watch resumes
         from the last resourceVersion, or reads the job again when that is too old)."""
-        import logging
-
+        from mlctl import logs
         from mlctl.errors import NotFound
 
         kind = KINDS[job["kind"]]
@@ -190,7 +189,7 @@ class Jobs:
             return
 
         def opened():  # -v shows it; tests wait for this line instead of guessing when the watch is open
-            logging.getLogger(__name__).info("watching %s/%s", kind.short, name)
+            logs.info(__name__, "watching %s/%s", kind.short, name)
             if on_open:
                 on_open()
 

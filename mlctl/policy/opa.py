@@ -143,34 +143,31 @@ def _url(platform) -> str:
     return url
 
 
-def _server(platform) -> tuple[str, ssl.SSLContext | None]:
-    url = _url(platform)
+def _context(platform) -> ssl.SSLContext:
+    """TLS to the policy server: the platform document's opa.certificateAuthorityData, else the system's CAs."""
     doc = _doc(platform)
-    name = doc.get("name") or "the platform"
-    section = doc["opa"]
-    if urlsplit(url).scheme == "http":
-        return url, None
-    ca = section.get("certificateAuthorityData")
+    ca = doc["opa"].get("certificateAuthorityData")
     if not ca:
-        return url, ssl.create_default_context()
+        return ssl.create_default_context()
     import base64
     import binascii
 
     try:
-        pem = base64.b64decode(ca, validate=True).decode()
-        return url, ssl.create_default_context(cadata=pem)
+        return ssl.create_default_context(cadata=base64.b64decode(ca, validate=True).decode())
     except (binascii.Error, UnicodeDecodeError, ssl.SSLError) as e:
-        raise UsageError(f"platform {name}: opa.certificateAuthorityData is not a base64 PEM certificate",
+        raise UsageError(f"platform {doc.get('name') or 'the platform'}: opa.certificateAuthorityData is not a "
+                         "base64 PEM certificate",
                          hint="fetch the platform document again with 'mlctl login --platform'") from e
 
 
 def _connection(platform, timeout: float):
     """(a connection to the platform's policy server, not yet connected; its URL)."""
-    url, context = _server(platform)
+    url = _url(platform)
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context), url
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), url
+    if parts.scheme == "http":
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), url
+    return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                       context=_context(platform)), url
 
 
 def _query(platform, path: str, input_doc: dict | None, timeout: float, *, method: str = "POST",

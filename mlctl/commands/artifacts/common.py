@@ -55,9 +55,9 @@ def recorded_outputs(f) -> dict[str, tuple[str | None, str]]:
     try:
         found = jobs_for(f, target(f)).list()
     except MlctlError as e:
-        import logging
+        from mlctl import logs
 
-        logging.getLogger(__name__).info("jobs with their own output not looked up: %s", e.message)
+        logs.info(__name__, "jobs with their own output not looked up: %s", e.message)
         return {}
     records = {job["metadata"]["name"]: _record_of(job) for job in found}
     return {name: record for name, record in records.items() if record}

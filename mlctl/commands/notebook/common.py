@@ -90,9 +90,9 @@ def refresh_secret(f, t: Target, name: str) -> None:
 
 def wait_for(f, t: Target, nb: dict, done, what: str, timeout: float | None) -> dict:
     """Watch the notebook until done(nb); Unavailable (exit 7) after timeout seconds."""
-    import logging
     import time
 
+    from mlctl import logs
     from mlctl.errors import NotFound, Unavailable
 
     name = nb["metadata"]["name"]
@@ -106,7 +106,7 @@ def wait_for(f, t: Target, nb: dict, done, what: str, timeout: float | None) -> 
         version = nb["metadata"].get("resourceVersion")
         for event, obj in kube.watch("Notebook", t.namespace, name=name, resource_version=version,
                                      timeout=min(left, 60) if left is not None else 60,
-                                     on_open=lambda: logging.getLogger(__name__).info("watching notebook/%s", name)):
+                                     on_open=lambda: logs.info(__name__, "watching notebook/%s", name)):
             if event == "DELETED":
                 raise NotFound(f"notebook/{name} was deleted")
             nb = obj
